@@ -1,0 +1,147 @@
+"""The ``webhooks`` command line: configure subscribers, dispatch leads, read the audit."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from typing import IO, Any, TypeVar
+
+import click
+from kombu.exceptions import OperationalError as BrokerError
+from sqlalchemy import select
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+
+import settings
+from producer import leads, subscribers
+from producer.dispatch import dispatch_all
+from records import database, migrations
+from records.models import DeliveryAttempt
+from webhooks.errors import WebhookError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class _Group(click.Group):
+    """Turns the errors a user can meet into one line on stderr and a non-zero exit."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except WebhookError as error:
+            _fail(str(error))
+        except SQLAlchemyError as error:
+            _fail(f"database error ({type(error).__name__}): {_first_line(error)}")
+        except BrokerError as error:
+            _fail(f"broker error: {_first_line(error)}")
+        except Exception as error:  # never a traceback to a user, unless asked for
+            if settings.LOG_LEVEL == "DEBUG":
+                raise
+            _fail(f"unexpected {type(error).__name__}: {_first_line(error)} (LOG_LEVEL=DEBUG shows the traceback)")
+
+
+def _fail(message: str, code: int = 1) -> None:
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(code)
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+
+
+@click.group(cls=_Group)
+def main() -> None:
+    """Lead webhooks: subscribers, dispatch and the delivery audit."""
+    settings.check(need_key=False)
+
+
+@main.command()
+@click.argument("name")
+@click.option("--url", required=True, help="The subscriber's endpoint (http or https).")
+@click.option(
+    "--lead-type",
+    "lead_types",
+    multiple=True,
+    required=True,
+    type=click.Choice(leads.LEAD_TYPES),
+    help="A lead type to receive (repeat for several).",
+)
+@click.option("--erp-shop-id", "erp_shop_ids", multiple=True, required=True, help="An ERP shop id (repeat).")
+def configure(name: str, url: str, lead_types: Sequence[str], erp_shop_ids: Sequence[str]) -> None:
+    """Create the subscriber NAME and print its secret."""
+    settings.check(need_key=True)
+    secret = subscribers.configure(name, url, lead_types, erp_shop_ids)
+    click.echo(f'WebhookConfig successfully created with secret "{secret}"')
+
+
+@main.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+def list_(as_json: bool) -> None:
+    """The subscribers (never their secrets)."""
+    rows = [subscriber.summary() for subscriber in subscribers.all_subscribers()]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    _table(
+        rows,
+        ["name", "enabled", "url", "lead_types", "erp_shop_ids"],
+        lambda key, value: ",".join(value) if isinstance(value, list) else str(value),
+    )
+
+
+@main.command()
+@click.argument("file", type=click.File("r", encoding="utf-8"), default="-")
+def dispatch(file: IO[str]) -> None:
+    """Enqueue the leads of FILE (or stdin): a JSON object, an array, or JSON Lines."""
+    raw = leads.read(file.read())
+    enqueued = dispatch_all(raw)
+    for item in enqueued:
+        click.echo(f"enqueued delivery {item.delivery_id} lead {item.lead_id} to {item.webhook}")
+    click.echo(f"{len(raw)} lead(s) read, {len(enqueued)} deliveries enqueued", err=True)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1), help="How many records.")
+def deliveries(as_json: bool, limit: int) -> None:
+    """The audit records of delivery attempts, newest first."""
+    with database.audit() as session:
+        found = session.scalars(
+            select(DeliveryAttempt)
+            .order_by(DeliveryAttempt.attempted_at.desc(), DeliveryAttempt.id.desc())
+            .limit(limit)
+        )
+        rows = [attempt.summary() for attempt in found]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    _table(rows, ["attempted_at", "delivery_id", "webhook", "retry", "status", "http_status", "duration_ms", "error"])
+
+
+@main.group()
+def db() -> None:
+    """The database schema."""
+
+
+@db.command()
+def upgrade() -> None:
+    """Create or upgrade the schema (harmless when already up to date)."""
+    for url in migrations.upgrade():
+        click.echo(f"schema up to date: {_without_password(url)}")
+
+
+def _without_password(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _table(
+    rows: Iterable[dict[str, Any]],
+    columns: Sequence[str],
+    show: Callable[[str, Any], str] = lambda key, value: "" if value is None else str(value),
+) -> None:
+    cells = [[show(column, row[column]) for column in columns] for row in rows]
+    widths = [max([len(column)] + [len(line[i]) for line in cells]) for i, column in enumerate(columns)]
+    click.echo("  ".join(column.ljust(width) for column, width in zip(columns, widths, strict=True)).rstrip())
+    for line in cells:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip())

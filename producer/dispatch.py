@@ -1,0 +1,50 @@
+"""Dispatch: one ``deliver_webhook`` message per (lead, matching subscriber)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from producer import leads, subscribers
+from records.models import Subscriber
+from tasks import deliver_webhook
+
+
+@dataclass(frozen=True)
+class Enqueued:
+    delivery_id: str
+    lead_id: str
+    webhook: str
+
+
+def dispatch(lead: Mapping[str, Any]) -> list[str]:
+    """Validate one lead and enqueue it for every matching subscriber; return the delivery ids."""
+    return [enqueued.delivery_id for enqueued in dispatch_all([lead])]
+
+
+def dispatch_all(raw_leads: Sequence[object]) -> list[Enqueued]:
+    """Validate every lead first (nothing is enqueued if one is refused), then enqueue them."""
+    checked = [leads.normalize(lead, f"lead {index}") for index, lead in enumerate(raw_leads)]
+    known = subscribers.all_subscribers()
+    enqueued: list[Enqueued] = []
+    for lead in checked:
+        for subscriber in subscribers.matching(lead, known):
+            enqueued.append(enqueue(lead, subscriber))
+    return enqueued
+
+
+def enqueue(lead: Mapping[str, Any], subscriber: Subscriber) -> Enqueued:
+    """Publish one delivery; its id is also the Celery task id and the webhook-id header."""
+    delivery_id = str(uuid.uuid4())
+    message = {
+        "delivery_id": delivery_id,
+        "webhook": subscriber.name,
+        "url": subscriber.url,
+        "secret": subscriber.sealed_secret,  # sealed at rest, travels sealed
+        "lead": dict(lead),
+        "retry": 0,
+    }
+    deliver_webhook.apply_async(kwargs={"delivery": message}, task_id=delivery_id)
+    return Enqueued(delivery_id, str(lead["id"]), subscriber.name)

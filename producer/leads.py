@@ -1,0 +1,169 @@
+"""Lead intake: a lead as the platform acquired it, checked and normalized.
+
+A lead has the payload body's fields (SPEC) except ``retry``, which the worker adds.
+Required: ``id`` (UUID), ``created_at`` (ISO 8601 with an offset), ``lead_type``,
+``geolid_shop_id``. Optional: the text fields (null when absent), ``is_geolid`` and
+``is_organic`` (false when absent), ``extra_data`` (an object, {} when absent).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+from typing import Any
+
+from webhooks.errors import InvalidInput
+
+LEAD_TYPES = ("facebook_form", "instagram_form", "website_form", "call")
+
+# Field order is the payload's order (``retry`` is inserted after ``created_at``).
+TEXT_FIELDS = (
+    "first_name",
+    "last_name",
+    "full_name",
+    "address",
+    "city",
+    "zip_code",
+    "phone",
+    "email",
+)
+FIELDS = (
+    "created_at",
+    "id",
+    "geolid_shop_id",
+    "customer_shop_id",
+    "lead_type",
+    *TEXT_FIELDS,
+    "is_geolid",
+    "is_organic",
+    "extra_data",
+)
+MAX_TEXT = 10_000  # characters in one text field
+
+
+class _Refused(Exception):
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"field {field!r} {problem}")
+
+
+def normalize(lead: object, where: str = "lead") -> dict[str, Any]:
+    """The lead in payload order, or InvalidInput naming ``where`` and the field."""
+    try:
+        return _normalize(lead)
+    except _Refused as refused:
+        raise InvalidInput(f"{where}: {refused}") from None
+    except InvalidInput as error:
+        raise InvalidInput(f"{where}: {error}") from None
+
+
+def _normalize(lead: object) -> dict[str, Any]:
+    if not isinstance(lead, dict):
+        raise InvalidInput(f"a lead must be a JSON object, not {_kind(lead)}")
+    unknown = [key for key in lead if key not in FIELDS]
+    if unknown:
+        shown = ", ".join(repr(key) for key in unknown[:5])
+        raise InvalidInput(f"unknown field(s) {shown}; allowed fields: {', '.join(FIELDS)}")
+    for required in ("id", "created_at", "lead_type", "geolid_shop_id"):
+        if lead.get(required) is None:
+            raise _Refused(required, "is required")
+
+    out: dict[str, Any] = {}
+    out["created_at"] = _created_at(lead["created_at"])
+    out["id"] = _uuid(lead["id"])
+    out["geolid_shop_id"] = _text(lead["geolid_shop_id"], "geolid_shop_id", nullable=False)
+    out["customer_shop_id"] = _text(lead.get("customer_shop_id"), "customer_shop_id")
+    if lead["lead_type"] not in LEAD_TYPES:
+        raise _Refused("lead_type", f"is {lead['lead_type']!r}; allowed values: {', '.join(LEAD_TYPES)}")
+    out["lead_type"] = lead["lead_type"]
+    for field in TEXT_FIELDS:
+        out[field] = _text(lead.get(field), field)
+    for field in ("is_geolid", "is_organic"):
+        value = lead.get(field, False)
+        if not isinstance(value, bool):
+            raise _Refused(field, f"must be true or false, not {_kind(value)}")
+        out[field] = value
+    extra = lead.get("extra_data", {})
+    if extra is None:
+        extra = {}
+    if not isinstance(extra, dict):
+        raise _Refused("extra_data", f"must be a JSON object, not {_kind(extra)}")
+    try:
+        json.dumps(extra, allow_nan=False, ensure_ascii=False).encode("utf-8")
+    except (ValueError, TypeError) as error:  # NaN/Infinity, non-JSON values, lone surrogates
+        raise _Refused("extra_data", f"is not standard JSON ({error})") from None
+    except RecursionError:
+        raise _Refused("extra_data", "is nested too deeply") from None
+    out["extra_data"] = extra
+    return out
+
+
+def read(text: str) -> list[object]:
+    """Leads from JSON text: one object, an array, or JSON Lines."""
+    stripped = text.strip()
+    if not stripped:
+        raise InvalidInput("the input holds no lead (expected a JSON object, an array, or JSON Lines)")
+    try:
+        whole = json.loads(stripped)
+    except (json.JSONDecodeError, RecursionError):
+        return list(_json_lines(stripped.splitlines()))
+    return whole if isinstance(whole, list) else [whole]
+
+
+def _json_lines(lines: Iterable[str]) -> Iterator[object]:
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            yield json.loads(line)
+        except (json.JSONDecodeError, RecursionError) as error:
+            raise InvalidInput(f"line {number}: not JSON ({error})") from None
+
+
+def _created_at(value: object) -> str:
+    if not isinstance(value, str):
+        raise _Refused("created_at", f"must be an ISO 8601 time with an offset, not {_kind(value)}")
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise _Refused(
+            "created_at", f"is {value[:40]!r}, not an ISO 8601 time such as 2005-08-15T15:52:01+00:00"
+        ) from None
+    if moment.tzinfo is None:
+        raise _Refused("created_at", f"is {value[:40]!r}: an offset such as +00:00 is required")
+    return moment.isoformat()
+
+
+def _uuid(value: object) -> str:
+    if not isinstance(value, str):
+        raise _Refused("id", f"must be a UUID string, not {_kind(value)}")
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise _Refused("id", f"is {value[:40]!r}, not a UUID") from None
+
+
+def _text(value: object, field: str, *, nullable: bool = True) -> str | None:
+    if value is None and nullable:
+        return None
+    if not isinstance(value, str):
+        allowed = "a string or null" if nullable else "a string"
+        raise _Refused(field, f"must be {allowed}, not {_kind(value)}")
+    if not nullable and not value.strip():
+        raise _Refused(field, "must not be empty")
+    if len(value) > MAX_TEXT:
+        raise _Refused(field, f"is {len(value)} characters long; at most {MAX_TEXT} are allowed")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _Refused(field, "is not valid Unicode text (a lone surrogate)") from None
+    if any(ord(char) < 32 and char not in "\t\n\r" for char in value):
+        raise _Refused(field, "contains control characters")
+    return value
+
+
+def _kind(value: object) -> str:
+    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(value), "a number" if isinstance(value, (int, float)) else type(value).__name__
+    )

@@ -1,0 +1,83 @@
+"""Subscribers: partners' webhooks, configured from the command line (``webhooks configure``)."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy import select
+
+from producer.leads import LEAD_TYPES
+from records import database
+from records.models import Subscriber
+from webhooks import secretbox
+from webhooks.errors import InvalidInput
+
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+def check_url(url: str) -> str:
+    """An absolute http(s) URL with a host, or InvalidInput."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises on a malformed port
+    except ValueError:
+        raise InvalidInput(f"--url {url!r} is not a valid URL") from None
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise InvalidInput(f"--url {url!r} must be an http:// or https:// URL with a host")
+    if port == 0 or len(url) > 2048 or any(char.isspace() for char in url):
+        raise InvalidInput(f"--url {url!r} is not a valid URL")
+    return url
+
+
+def configure(name: str, url: str, lead_types: Sequence[str], erp_shop_ids: Sequence[str]) -> str:
+    """Create a subscriber; return its secret (a UUID4), the only time it is shown in clear."""
+    if not NAME_PATTERN.fullmatch(name):
+        raise InvalidInput(
+            f"NAME {name!r} must be 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit"
+        )
+    check_url(url)
+    if not lead_types:
+        raise InvalidInput(f"at least one --lead-type is required; allowed values: {', '.join(LEAD_TYPES)}")
+    for lead_type in lead_types:
+        if lead_type not in LEAD_TYPES:
+            raise InvalidInput(f"--lead-type {lead_type!r} is not allowed; allowed values: {', '.join(LEAD_TYPES)}")
+    shop_ids = [shop.strip() for shop in erp_shop_ids]
+    if not shop_ids or not all(shop_ids):
+        raise InvalidInput("at least one non-empty --erp-shop-id is required")
+    secret = str(uuid.uuid4())
+    with database.platform() as session:
+        if session.scalar(select(Subscriber.id).where(Subscriber.name == name)) is not None:
+            raise InvalidInput(f"a subscriber named {name!r} already exists")
+        session.add(
+            Subscriber(
+                name=name,
+                url=url,
+                lead_types=list(dict.fromkeys(lead_types)),
+                erp_shop_ids=list(dict.fromkeys(shop_ids)),
+                sealed_secret=secretbox.seal(secret),
+                enabled=True,
+                created_at=datetime.now(UTC).replace(tzinfo=None),
+            )
+        )
+    return secret
+
+
+def all_subscribers() -> list[Subscriber]:
+    with database.platform() as session:
+        return list(session.scalars(select(Subscriber).order_by(Subscriber.name)))
+
+
+def matching(lead: Mapping[str, Any], subscribers: Sequence[Subscriber]) -> list[Subscriber]:
+    """The enabled subscribers that want this lead: its type and its ERP shop id both match."""
+    return [
+        subscriber
+        for subscriber in subscribers
+        if subscriber.enabled
+        and lead["lead_type"] in subscriber.lead_types
+        and lead["geolid_shop_id"] in subscriber.erp_shop_ids
+    ]

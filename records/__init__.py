@@ -1,0 +1,1 @@
+"""What the product keeps in SQL: subscribers (platform side) and the audit trail (worker side)."""

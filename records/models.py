@@ -1,0 +1,87 @@
+"""Tables. The schema itself is versioned by Alembic (records/migrations)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, DateTime, Float, Integer, String, Text
+from sqlalchemy.dialects import mysql
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# Request bodies can reach SQS's 1 MiB: MySQL's TEXT stops at 64 KiB.
+LongText = Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb")
+# Naive UTC with microseconds (MySQL's DATETIME keeps whole seconds by default).
+Moment = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Subscriber(Base):
+    """A partner's webhook: which leads it receives and where they go."""
+
+    __tablename__ = "webhook_configs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    url: Mapped[str] = mapped_column(String(2048))
+    lead_types: Mapped[list[str]] = mapped_column(JSON)
+    erp_shop_ids: Mapped[list[str]] = mapped_column(JSON)
+    sealed_secret: Mapped[str] = mapped_column(Text)  # SecretBox ciphertext, never the clear secret
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(Moment)
+
+    def summary(self) -> dict[str, Any]:
+        """What may be shown to a user: everything but the secret."""
+        return {
+            "name": self.name,
+            "url": self.url,
+            "lead_types": list(self.lead_types),
+            "erp_shop_ids": list(self.erp_shop_ids),
+            "enabled": self.enabled,
+            "created_at": self.created_at.isoformat() + "+00:00",
+        }
+
+
+class DeliveryAttempt(Base):
+    """One row per send attempt: the proof of what was sent, when, and what came back."""
+
+    __tablename__ = "delivery_attempts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    delivery_id: Mapped[str] = mapped_column(String(64), index=True)
+    lead_id: Mapped[str] = mapped_column(String(64), index=True)
+    webhook: Mapped[str] = mapped_column(String(100), index=True)
+    url: Mapped[str] = mapped_column(String(2048))
+    retry: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))  # success | error | abandoned
+    http_status: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    request_headers: Mapped[dict[str, str]] = mapped_column(JSON)
+    request_body: Mapped[str] = mapped_column(LongText)
+    response_body: Mapped[str | None] = mapped_column(LongText, nullable=True)
+    duration_ms: Mapped[float] = mapped_column(Float)
+    attempted_at: Mapped[datetime] = mapped_column(Moment, index=True)
+    next_retry_at: Mapped[datetime | None] = mapped_column(Moment, nullable=True)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "delivery_id": self.delivery_id,
+            "lead_id": self.lead_id,
+            "webhook": self.webhook,
+            "url": self.url,
+            "retry": self.retry,
+            "status": self.status,
+            "http_status": self.http_status,
+            "error": self.error,
+            "attempted_at": _iso(self.attempted_at),
+            "duration_ms": round(self.duration_ms, 3),
+            "next_retry_at": _iso(self.next_retry_at) if self.next_retry_at else None,
+        }
+
+
+def _iso(moment: datetime) -> str:
+    """Stored times are naive UTC; shown with their offset."""
+    return moment.isoformat() + "+00:00"

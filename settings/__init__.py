@@ -1,0 +1,158 @@
+"""All configuration, read once from the environment when this module is imported.
+
+Each setting is an UPPERCASE module constant with a default and a one-line comment.
+A malformed value does not raise at import: it is remembered, and ``check()`` (called
+when the CLI, the worker or the local runner starts) raises one ``ConfigurationError``
+naming every bad variable and its value. The README's settings table mirrors this file.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import re
+
+from webhooks.errors import ConfigurationError
+
+_problems: list[str] = []
+
+
+def _text(name: str, default: str) -> str:
+    return os.environ.get(name, "").strip() or default
+
+
+def _number(name: str, default: float, *, minimum: float, integer: bool = False) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(int(raw)) if integer else float(raw)
+    except ValueError:
+        kind = "a whole number" if integer else "a number"
+        _problems.append(f"{name}={raw!r} is not {kind}")
+        return default
+    if value != value or value < minimum:  # NaN, or below the floor
+        _problems.append(f"{name}={raw!r} must be at least {minimum:g}")
+        return default
+    return value
+
+
+def _integer(name: str, default: int, *, minimum: int) -> int:
+    return int(_number(name, default, minimum=minimum, integer=True))
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_schedule(raw: str, name: str = "WEBHOOK_RETRY_SCHEDULE") -> tuple[int, ...]:
+    """Parse ``"10m,1h,3d"`` into offsets in seconds; positive and strictly increasing."""
+    offsets: list[int] = []
+    for part in raw.split(","):
+        match = re.fullmatch(r"\s*(\d+)\s*([smhd])\s*", part)
+        if not match:
+            raise ConfigurationError(
+                f"{name}={raw!r}: {part.strip()!r} is not an offset such as 30s, 10m, 1h or 2d (units s, m, h, d)"
+            )
+        seconds = int(match.group(1)) * _UNITS[match.group(2)]
+        if seconds <= 0:
+            raise ConfigurationError(f"{name}={raw!r}: offsets must be positive")
+        if offsets and seconds <= offsets[-1]:
+            raise ConfigurationError(f"{name}={raw!r}: offsets must be strictly increasing")
+        offsets.append(seconds)
+    return tuple(offsets)
+
+
+def _schedule(name: str, default: str) -> tuple[int, ...]:
+    try:
+        return parse_schedule(_text(name, default), name)
+    except ConfigurationError as error:
+        _problems.append(str(error))
+        return parse_schedule(default, name)
+
+
+def parse_key(raw: str, name: str = "WEBHOOK_ENCRYPTION_KEY") -> bytes:
+    """Decode a standard-base64 key of exactly 32 bytes (PyNaCl SecretBox)."""
+    hint = 'make one with: python -c "import base64,os; print(base64.b64encode(os.urandom(32)).decode())"'
+    try:
+        key = base64.b64decode(raw.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise ConfigurationError(f"{name} is not standard base64 ({hint})") from None
+    if len(key) != 32:
+        raise ConfigurationError(f"{name} decodes to {len(key)} bytes, 32 are needed ({hint})")
+    return key
+
+
+def _keys(name: str) -> tuple[bytes, ...]:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return ()
+    keys: list[bytes] = []
+    for position, part in enumerate(raw.split(",")):
+        try:
+            keys.append(parse_key(part, f"{name} (key {position + 1})"))
+        except ConfigurationError as error:
+            _problems.append(str(error))  # the value itself is a secret: never echoed
+    return tuple(keys)
+
+
+# --- Broker (Amazon SQS through kombu) ------------------------------------------------
+BROKER_URL: str = _text("BROKER_URL", "sqs://")  # sqs://KEY:SECRET@HOST:PORT for an emulator; sqs:// on AWS
+SQS_REGION: str = _text("SQS_REGION", "us-east-1")  # AWS region of the queue (also used to sign requests)
+SQS_QUEUE: str = _text("SQS_QUEUE", "webhooks")  # name of the SQS queue the deliveries go through
+SQS_VISIBILITY_TIMEOUT: int = _integer(
+    "SQS_VISIBILITY_TIMEOUT", 900, minimum=1
+)  # s before an unacknowledged message comes back
+SQS_WAIT_TIME_SECONDS: int = _integer("SQS_WAIT_TIME_SECONDS", 10, minimum=0)  # SQS long-poll wait (0-20 s)
+SQS_POLLING_INTERVAL: float = _number("SQS_POLLING_INTERVAL", 1.0, minimum=0)  # s the worker waits after an empty poll
+SQS_MAX_DELAY: int = _integer("SQS_MAX_DELAY", 900, minimum=1)  # longest DelaySeconds SQS accepts; longer waits hop
+
+# --- Databases ------------------------------------------------------------------------
+DATABASE_URL: str = _text(
+    "DATABASE_URL", "sqlite:///webhooks.sqlite3"
+)  # SQLAlchemy URL; MySQL: mysql+pymysql://user:pw@host/db
+AUDIT_DATABASE_URL: str = _text(
+    "AUDIT_DATABASE_URL", DATABASE_URL
+)  # where the audit records go (defaults to DATABASE_URL)
+
+# --- Secrets --------------------------------------------------------------------------
+WEBHOOK_ENCRYPTION_KEY: str = os.environ.get(
+    "WEBHOOK_ENCRYPTION_KEY", ""
+).strip()  # base64 of 32 random bytes (required)
+ENCRYPTION_KEYS: tuple[bytes, ...] = _keys("WEBHOOK_ENCRYPTION_KEY")  # decoded form of the above
+
+# --- Delivery -------------------------------------------------------------------------
+WEBHOOK_TIMEOUT: float = _number(
+    "WEBHOOK_TIMEOUT", 10.0, minimum=0.1
+)  # s allowed to connect, and again to read the answer
+WEBHOOK_RESPONSE_MAX_BYTES: int = _integer(
+    "WEBHOOK_RESPONSE_MAX_BYTES", 65536, minimum=0
+)  # response bytes kept in the audit
+WEBHOOK_USER_AGENT: str = _text("WEBHOOK_USER_AGENT", "lead-webhooks/0.1")  # User-Agent header of every delivery
+WEBHOOK_RETRY_SCHEDULE: tuple[int, ...] = _schedule(
+    "WEBHOOK_RETRY_SCHEDULE", "10m,1h,3h,1d,2d,3d,4d,5d,6d,7d"
+)  # retry offsets from the first failure (units s, m, h, d)
+
+# --- Logging --------------------------------------------------------------------------
+LOG_LEVEL: str = _text("LOG_LEVEL", "INFO").upper()  # level of the delivery logger on stdout
+if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+    _problems.append(f"LOG_LEVEL={LOG_LEVEL!r}: allowed values are DEBUG, INFO, WARNING, ERROR")
+    LOG_LEVEL = "INFO"
+if not BROKER_URL.startswith("sqs://"):
+    _problems.append(f"BROKER_URL={BROKER_URL!r} must start with sqs://")
+if SQS_WAIT_TIME_SECONDS > 20:
+    _problems.append(f"SQS_WAIT_TIME_SECONDS={SQS_WAIT_TIME_SECONDS} must be at most 20 (an SQS limit)")
+if SQS_MAX_DELAY > 900:
+    _problems.append(f"SQS_MAX_DELAY={SQS_MAX_DELAY} must be at most 900 (an SQS limit)")
+
+
+def check(*, need_key: bool = True) -> None:
+    """Raise one ConfigurationError naming every malformed setting (and a missing key)."""
+    problems = list(_problems)
+    if need_key and not WEBHOOK_ENCRYPTION_KEY:
+        problems.append(
+            "WEBHOOK_ENCRYPTION_KEY is not set: it must be the standard base64 of 32 random bytes "
+            '(make one with: python -c "import base64,os; print(base64.b64encode(os.urandom(32)).decode())")'
+        )
+    if problems:
+        raise ConfigurationError("; ".join(problems))

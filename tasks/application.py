@@ -1,0 +1,80 @@
+"""The Celery application: SQS broker, late acknowledgement, no result backend."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+from celery import Celery, Task, signals
+from celery.exceptions import Reject, Retry
+
+import settings
+from tasks import audit
+from tasks.delivery import Again, process
+from webhooks.errors import ConfigurationError
+
+log = logging.getLogger(audit.LOGGER_NAME)
+
+app = Celery("webhooks")
+app.conf.update(
+    broker_url=settings.BROKER_URL,
+    broker_transport_options={
+        "region": settings.SQS_REGION,
+        "visibility_timeout": settings.SQS_VISIBILITY_TIMEOUT,
+        "wait_time_seconds": settings.SQS_WAIT_TIME_SECONDS,
+        "polling_interval": settings.SQS_POLLING_INTERVAL,
+    },
+    broker_connection_retry_on_startup=True,
+    task_default_queue=settings.SQS_QUEUE,
+    task_serializer="json",
+    accept_content=["json"],
+    task_ignore_result=True,
+    # A message is deleted from SQS only once its task has returned; a killed child
+    # gives its message back instead of losing it.
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    worker_prefetch_multiplier=1,
+    worker_hijack_root_logger=False,
+    worker_redirect_stdouts=False,
+)
+
+
+@signals.worker_init.connect
+def _check_settings(**_: Any) -> None:
+    """Refuse to start on a bad setting, with the setting named (no traceback)."""
+    try:
+        settings.check()
+    except ConfigurationError as error:
+        print(f"webhooks worker: configuration error: {error}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
+
+
+audit.configure()
+
+
+@app.task(bind=True, name="tasks.deliver_webhook", max_retries=None)
+def deliver_webhook(self: Task, delivery: dict[str, Any]) -> None:
+    """Deliver one lead to one subscriber (the message is described in tasks.delivery).
+
+    Thin on purpose: ``tasks.delivery.process`` does the work and says whether the
+    message must come back later (a retry, or a hop of a wait longer than SQS's delay).
+    """
+    try:
+        again = process(delivery, self.request.id)
+    except Exception:  # a bug, the database down…: the message comes back after the visibility timeout
+        log.exception("delivery %s failed unexpectedly; it comes back in %d s", self.request.id, _BACKOFF)
+        again = Again(delivery, _BACKOFF)
+    if again is None:
+        return
+    try:
+        raise self.retry(args=(), kwargs={"delivery": again.message}, countdown=0, DelaySeconds=again.delay)
+    except Retry:
+        raise
+    except Exception as error:  # SQS unreachable: keep the message, SQS gives it back
+        log.exception("delivery %s could not be published again", self.request.id)
+        raise Reject(str(error), requeue=True) from error
+
+
+# What the seed calls "+15 minutes": a crashed attempt waits one visibility timeout.
+_BACKOFF = min(settings.SQS_VISIBILITY_TIMEOUT, settings.SQS_MAX_DELAY)

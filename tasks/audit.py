@@ -1,0 +1,104 @@
+"""The delivery logger: every attempt goes to stdout and to the MySQL audit database.
+
+As in the seed (two Monolog handlers), the logger ``webhooks.delivery`` has two
+handlers: a stream handler on stdout and ``AuditHandler``, which writes one
+``delivery_attempts`` row for each log record that carries an ``attempt``. Unlike most
+logging handlers, ``AuditHandler`` lets a database error propagate to the caller: the
+task then does not acknowledge its message, so no attempt goes unrecorded.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import asdict, dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+
+import settings
+from records import database
+from records.models import DeliveryAttempt
+
+LOGGER_NAME = "webhooks.delivery"
+log = logging.getLogger(LOGGER_NAME)
+
+SUCCESS, ERROR, ABANDONED = "success", "error", "abandoned"
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """Everything the audit keeps about one attempt (the columns of delivery_attempts)."""
+
+    delivery_id: str
+    lead_id: str
+    webhook: str
+    url: str
+    retry: int
+    status: str
+    http_status: int | None
+    error: str | None
+    request_headers: dict[str, str]
+    request_body: str
+    response_body: str | None
+    duration_ms: float
+    attempted_at: datetime  # naive UTC
+    next_retry_at: datetime | None  # naive UTC
+
+    def describe(self) -> str:
+        parts = [
+            f"delivery {self.delivery_id}",
+            f"lead {self.lead_id}",
+            f"webhook {self.webhook}",
+            f"retry {self.retry}",
+            self.status,
+            f"http={self.http_status if self.http_status is not None else '-'}",
+            f"{self.duration_ms:.0f}ms",
+        ]
+        if self.error:
+            parts.append(f"error={self.error!r}")
+        if self.next_retry_at:
+            parts.append(f"next_retry_at={self.next_retry_at.isoformat()}+00:00")
+        return " ".join(parts)
+
+
+class AuditHandler(logging.Handler):
+    """Writes the ``attempt`` of a log record to the audit table; other records are ignored."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        attempt = getattr(record, "attempt", None)
+        if not isinstance(attempt, Attempt):
+            return
+        with database.audit() as session:
+            session.add(DeliveryAttempt(**asdict(attempt)))
+        # No try/except here: logging.Handler.handle lets emit's errors through to the task.
+
+
+def configure() -> logging.Logger:
+    """Attach the two handlers once; safe to call again."""
+    if not any(isinstance(handler, AuditHandler) for handler in log.handlers):
+        stream = logging.StreamHandler(sys.__stdout__ or sys.stdout)
+        stream.setLevel(settings.LOG_LEVEL)
+        stream.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        log.addHandler(stream)
+        log.addHandler(AuditHandler())
+        log.setLevel(logging.DEBUG)
+        log.propagate = False
+    return log
+
+
+def record(attempt: Attempt) -> None:
+    """Log one attempt on both handlers: INFO on success, WARNING on error, ERROR when abandoned."""
+    level = {SUCCESS: logging.INFO, ERROR: logging.WARNING}.get(attempt.status, logging.ERROR)
+    log.log(level, attempt.describe(), extra={"attempt": attempt})
+
+
+def already_delivered(delivery_id: str) -> bool:
+    """True when an attempt of this delivery already succeeded (a duplicate SQS delivery)."""
+    with database.audit() as session:
+        found = session.scalar(
+            select(DeliveryAttempt.id)
+            .where(DeliveryAttempt.delivery_id == delivery_id, DeliveryAttempt.status == SUCCESS)
+            .limit(1)
+        )
+    return found is not None

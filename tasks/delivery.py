@@ -1,0 +1,227 @@
+"""One delivery of one lead to one subscriber: the message, and what the worker does with it.
+
+The message (the single argument of ``deliver_webhook``) carries everything the worker
+needs, so the worker never reads the subscriber table::
+
+    {
+      "delivery_id": "4b0c…",        # optional: defaults to the Celery task id; the webhook-id header
+      "webhook": "dummy-subscriber",   # the subscriber's name
+      "url": "https://…/webhooks",
+      "secret": "base64…",             # the secret, sealed with webhooks.secretbox (SecretBox)
+      "lead": {"created_at": …, "id": …, …},   # the payload body without "retry"
+      "retry": 0,                      # attempts already made (body.retry of this attempt)
+      "first_failure_at": null,        # ISO 8601 time of the first failure, once there is one
+      "due_at": null                   # ISO 8601 time before which the attempt must not run
+    }
+
+``process`` runs one arrival of that message and returns what must happen next: nothing,
+or the message to publish again with an SQS delay (a retry, or a hop of a long wait).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+import settings
+from tasks import audit, payload, schedule, sender, signature
+from webhooks import secretbox
+from webhooks.errors import MalformedMessage, PermanentError
+
+log = logging.getLogger(audit.LOGGER_NAME)
+
+
+def utcnow() -> datetime:
+    """Naive UTC, as stored in the audit tables."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    delivery_id: str
+    webhook: str
+    url: str
+    secret: str
+    lead: Mapping[str, Any]
+    retry: int = 0
+    first_failure_at: datetime | None = None
+    due_at: datetime | None = None
+
+    @classmethod
+    def from_message(cls, message: object, default_id: str) -> Delivery:
+        if not isinstance(message, Mapping):
+            raise MalformedMessage(f"the delivery must be an object, not {type(message).__name__}")
+        unknown = set(message) - _FIELDS
+        if unknown:
+            raise MalformedMessage(f"unknown field(s) {sorted(unknown)}; allowed: {sorted(_FIELDS)}")
+        for name in ("webhook", "url", "secret"):
+            if not isinstance(message.get(name), str) or not message[name]:
+                raise MalformedMessage(f"field {name!r} must be a non-empty string")
+        lead = message.get("lead")
+        if not isinstance(lead, Mapping) or not isinstance(lead.get("created_at"), str):
+            raise MalformedMessage("field 'lead' must be an object with a 'created_at' string")
+        retry = message.get("retry", 0)
+        if not isinstance(retry, int) or isinstance(retry, bool) or retry < 0:
+            raise MalformedMessage("field 'retry' must be a whole number >= 0")
+        delivery_id = message.get("delivery_id") or default_id
+        if not isinstance(delivery_id, str):
+            raise MalformedMessage("field 'delivery_id' must be a string")
+        return cls(
+            delivery_id=delivery_id,
+            webhook=message["webhook"],
+            url=message["url"],
+            secret=message["secret"],
+            lead=lead,
+            retry=retry,
+            first_failure_at=_moment(message, "first_failure_at"),
+            due_at=_moment(message, "due_at"),
+        )
+
+    def to_message(self) -> dict[str, Any]:
+        return {
+            "delivery_id": self.delivery_id,
+            "webhook": self.webhook,
+            "url": self.url,
+            "secret": self.secret,
+            "lead": dict(self.lead),
+            "retry": self.retry,
+            "first_failure_at": _iso(self.first_failure_at),
+            "due_at": _iso(self.due_at),
+        }
+
+    @property
+    def lead_id(self) -> str:
+        return str(self.lead.get("id", ""))
+
+
+_FIELDS = {"delivery_id", "webhook", "url", "secret", "lead", "retry", "first_failure_at", "due_at"}
+
+
+def _moment(message: Mapping[str, Any], name: str) -> datetime | None:
+    raw = message.get(name)
+    if raw is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(raw)
+    except (TypeError, ValueError):
+        raise MalformedMessage(f"field {name!r} must be an ISO 8601 time, not {raw!r}") from None
+    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat() + "+00:00"
+
+
+@dataclass(frozen=True)
+class Again:
+    """Publish ``message`` again, held by SQS for ``delay`` seconds."""
+
+    message: dict[str, Any]
+    delay: int
+
+
+def process(message: object, default_id: str, now: Callable[[], datetime] = utcnow) -> Again | None:
+    """Handle one arrival of a delivery message. Unexpected errors propagate to the task."""
+    try:
+        delivery = Delivery.from_message(message, default_id)
+    except MalformedMessage as error:
+        _abandon_unreadable(message, default_id, error)
+        return None
+
+    arrived = now()
+    if schedule.is_early(delivery.due_at, arrived):
+        assert delivery.due_at is not None
+        delay = max(1, schedule.delay_seconds(delivery.due_at, arrived, settings.SQS_MAX_DELAY))
+        log.debug("delivery %s arrived before %s: put back for %d s", delivery.delivery_id, delivery.due_at, delay)
+        return Again(delivery.to_message(), delay)
+
+    if audit.already_delivered(delivery.delivery_id):
+        log.info("delivery %s already succeeded: duplicate message dropped", delivery.delivery_id)
+        return None
+
+    return attempt(delivery, now)
+
+
+def attempt(delivery: Delivery, now: Callable[[], datetime] = utcnow) -> Again | None:
+    """Build, sign and POST one attempt; record it; say when the next one is due."""
+    body = payload.encode(payload.build(delivery.lead, delivery.retry))
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": settings.WEBHOOK_USER_AGENT,
+        "webhook-id": delivery.delivery_id,
+    }
+    attempted_at = now()
+    try:
+        headers.update(signature.headers(secretbox.unseal(delivery.secret), body))
+    except PermanentError as error:
+        audit.record(_attempt(delivery, headers, body, attempted_at, None, str(error), audit.ABANDONED))
+        return None
+
+    response = sender.post(delivery.url, body, headers)
+    if response.ok:
+        audit.record(_attempt(delivery, headers, body, attempted_at, response, None, audit.SUCCESS))
+        return None
+
+    first_failure = delivery.first_failure_at or now()
+    due = schedule.next_retry_at(first_failure, delivery.retry, settings.WEBHOOK_RETRY_SCHEDULE)
+    status = audit.ERROR if due else audit.ABANDONED
+    audit.record(_attempt(delivery, headers, body, attempted_at, response, response.error, status, due))
+    if due is None:
+        return None
+    following = replace(delivery, retry=delivery.retry + 1, first_failure_at=first_failure, due_at=due)
+    return Again(following.to_message(), schedule.delay_seconds(due, now(), settings.SQS_MAX_DELAY))
+
+
+def _attempt(
+    delivery: Delivery,
+    headers: Mapping[str, str],
+    body: bytes,
+    attempted_at: datetime,
+    response: sender.Response | None,
+    error: str | None,
+    status: str,
+    next_retry_at: datetime | None = None,
+) -> audit.Attempt:
+    return audit.Attempt(
+        delivery_id=delivery.delivery_id,
+        lead_id=delivery.lead_id,
+        webhook=delivery.webhook,
+        url=delivery.url,
+        retry=delivery.retry,
+        status=status,
+        http_status=response.http_status if response else None,
+        error=error,
+        request_headers=dict(headers),
+        request_body=body.decode("utf-8"),
+        response_body=response.body if response else None,
+        duration_ms=response.duration_ms if response else 0.0,
+        attempted_at=attempted_at,
+        next_retry_at=next_retry_at,
+    )
+
+
+def _abandon_unreadable(message: object, default_id: str, error: MalformedMessage) -> None:
+    """A message we cannot read is recorded (as far as it can be) and never retried."""
+    fields: Mapping[str, Any] = message if isinstance(message, Mapping) else {}
+    lead = fields.get("lead") if isinstance(fields.get("lead"), Mapping) else {}
+    audit.record(
+        audit.Attempt(
+            delivery_id=str(fields.get("delivery_id") or default_id)[:64],
+            lead_id=str(lead.get("id", ""))[:64] if isinstance(lead, Mapping) else "",
+            webhook=str(fields.get("webhook", ""))[:100],
+            url=str(fields.get("url", ""))[:2048],
+            retry=fields.get("retry", 0) if isinstance(fields.get("retry"), int) else 0,
+            status=audit.ABANDONED,
+            http_status=None,
+            error=f"malformed message: {error}",
+            request_headers={},
+            request_body="",
+            response_body=None,
+            duration_ms=0.0,
+            attempted_at=utcnow(),
+            next_retry_at=None,
+        )
+    )

@@ -1,0 +1,1 @@
+"""Pieces shared by the producer (platform side) and the tasks (worker side)."""
