@@ -1,0 +1,100 @@
+"""Test configuration. The environment is set here, before any project module reads it.
+
+Integration tests run against real services started here: moto's SQS server on a free
+loopback port, a MariaDB database created and dropped per run, a loopback HTTP receiver
+and a real ``celery -A tasks worker`` process. Without MariaDB they are skipped, except
+in CI (``CI=true``), where a missing MariaDB fails the run.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.receiver import Receiver
+from tests.support.services import Moto, Worker, free_port, mysql, mysql_reachable
+
+RUN = uuid.uuid4().hex[:8]
+MOTO_PORT = free_port()
+DB_NAME = f"webhooks_test_{RUN}"
+MYSQL = mysql_reachable()
+TEST_KEY = base64.b64encode(bytes(range(32))).decode()
+
+os.environ.update(
+    {
+        "BROKER_URL": f"sqs://testing:testing@127.0.0.1:{MOTO_PORT}",
+        "DATABASE_URL": f"mysql+pymysql://root@127.0.0.1:3306/{DB_NAME}",
+        "WEBHOOK_ENCRYPTION_KEY": TEST_KEY,
+        "SQS_QUEUE": f"webhooks-test-{RUN}",
+        "SQS_REGION": "us-east-1",
+        "SQS_VISIBILITY_TIMEOUT": "8",
+        "SQS_WAIT_TIME_SECONDS": "1",
+        "SQS_POLLING_INTERVAL": "0.1",
+        "SQS_MAX_DELAY": "1",
+        "WEBHOOK_RETRY_SCHEDULE": "2s,4s",
+        "WEBHOOK_TIMEOUT": "1",
+        "LOG_LEVEL": "DEBUG",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+)
+os.environ.pop("AUDIT_DATABASE_URL", None)
+
+
+@pytest.fixture(scope="session")
+def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("logs")
+
+
+@pytest.fixture(scope="session")
+def database() -> Iterator[str]:
+    """A fresh MariaDB database with the schema, dropped at the end of the run."""
+    if not MYSQL:
+        if os.environ.get("CI") == "true":
+            pytest.fail("MariaDB is not reachable at 127.0.0.1:3306 (CI needs it)")
+        pytest.skip("MariaDB is not reachable at 127.0.0.1:3306")
+    mysql(f"CREATE DATABASE {DB_NAME} CHARACTER SET utf8mb4")
+    from records import migrations
+
+    migrations.upgrade()
+    yield os.environ["DATABASE_URL"]
+    from records import database as db
+
+    db.engine(os.environ["DATABASE_URL"]).dispose()
+    mysql(f"DROP DATABASE IF EXISTS {DB_NAME}")
+
+
+@pytest.fixture(scope="session")
+def moto(logs: Path) -> Iterator[Moto]:
+    server = Moto(MOTO_PORT, logs / "moto.log")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def receiver() -> Iterator[Receiver]:
+    server = Receiver()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def worker(database: str, moto: Moto, logs: Path) -> Iterator[Worker]:
+    """The session's worker, on the default test queue."""
+    process = Worker(logs / "worker.log")
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def sqs(moto: Moto) -> Any:
+    import boto3
+
+    return boto3.client("sqs", endpoint_url=moto.url, region_name="us-east-1")

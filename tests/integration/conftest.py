@@ -1,0 +1,110 @@
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from tests.support.services import BIN, ROOT
+
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "/integration/" in str(item.fspath):
+            item.add_marker(pytest.mark.integration)
+
+
+@dataclass(frozen=True)
+class Subscription:
+    name: str
+    secret: str
+    shop: str
+    url: str
+
+
+Cli = Callable[..., Result]
+
+
+@pytest.fixture
+def cli(database: str) -> Cli:
+    """Run the ``webhooks`` CLI in this process (``cli("list", "--json")``)."""
+    from producer.cli import main
+
+    def run(*args: str, input: str | None = None) -> Result:
+        return CliRunner().invoke(main, list(args), input=input)
+
+    return run
+
+
+@pytest.fixture
+def subscribe(cli: Cli) -> Callable[..., Subscription]:
+    """Configure a subscriber with a unique name and shop id through the CLI."""
+    from tests.support.factories import unique
+
+    def make(url: str, lead_types: Sequence[str] = ("facebook_form",), shop: str | None = None) -> Subscription:
+        name, shop = unique("sub"), shop or unique("shop")
+        args = ["configure", name, "--url", url, "--erp-shop-id", shop]
+        for lead_type in lead_types:
+            args += ["--lead-type", lead_type]
+        result = cli(*args)
+        assert result.exit_code == 0, result.output
+        match = re.fullmatch(r'WebhookConfig successfully created with secret "([0-9a-f-]{36})"\n', result.output)
+        assert match, result.output
+        return Subscription(name, match.group(1), shop, url)
+
+    return make
+
+
+def run_cli(*args: str, input: str | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the installed ``webhooks`` console script in its own process."""
+    return subprocess.run(
+        [str(BIN / "webhooks"), *args],
+        input=input,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        cwd=ROOT,
+        timeout=120,
+    )
+
+
+def attempts(delivery_id: str) -> list[dict[str, Any]]:
+    """The audit rows of one delivery, oldest first, every column."""
+    from sqlalchemy import select
+
+    from records import database
+    from records.models import DeliveryAttempt
+
+    with database.audit() as session:
+        rows = session.scalars(
+            select(DeliveryAttempt).where(DeliveryAttempt.delivery_id == delivery_id).order_by(DeliveryAttempt.id)
+        )
+        return [{column.name: getattr(row, column.key) for column in DeliveryAttempt.__table__.columns} for row in rows]
+
+
+def queue_bodies(sqs: Any, queue: str) -> list[str]:
+    """Every message body waiting in ``queue`` (none if it was never created)."""
+    try:
+        url = sqs.get_queue_url(QueueName=queue)["QueueUrl"]
+    except sqs.exceptions.QueueDoesNotExist:
+        return []
+    bodies: list[str] = []
+    while True:
+        answer = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1, VisibilityTimeout=60)
+        if not answer.get("Messages"):
+            return bodies
+        bodies += [message["Body"] for message in answer["Messages"]]
+
+
+def deliveries_json(cli: Cli) -> list[dict[str, Any]]:
+    result = cli("deliveries", "--json", "--limit", "1000")
+    assert result.exit_code == 0, result.output
+    rows: list[dict[str, Any]] = json.loads(result.output)
+    return rows

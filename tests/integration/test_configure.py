@@ -1,0 +1,121 @@
+"""`webhooks configure` and `webhooks list`, against MariaDB."""
+
+from __future__ import annotations
+
+import json
+
+from sqlalchemy import text
+
+from records import database
+from tests.integration.conftest import Cli, run_cli
+from tests.support.factories import unique
+
+
+def stored_names() -> set[str]:
+    with database.platform() as session:
+        return set(session.scalars(text("SELECT name FROM webhook_configs")))
+
+
+def test_configure_prints_a_uuid4_secret_and_lists_the_subscriber(subscribe, cli: Cli) -> None:
+    subscription = subscribe("https://dummy-endpoint.com/webhooks", ["facebook_form", "instagram_form"])
+    assert len(subscription.secret) == 36 and subscription.secret[14] == "4"
+
+    listed = {row["name"]: row for row in json.loads(cli("list", "--json").output)}
+    assert listed[subscription.name] == {
+        "name": subscription.name,
+        "url": "https://dummy-endpoint.com/webhooks",
+        "lead_types": ["facebook_form", "instagram_form"],
+        "erp_shop_ids": [subscription.shop],
+        "enabled": True,
+        "created_at": listed[subscription.name]["created_at"],
+    }
+    assert subscription.secret not in cli("list").output
+    assert subscription.name in cli("list").output
+
+
+def test_the_installed_console_script_configures_a_subscriber(database: str) -> None:
+    name = unique("script")
+    done = run_cli("configure", name, "--url", "http://example.com/h", "--lead-type", "call", "--erp-shop-id", "s1")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith('WebhookConfig successfully created with secret "')
+    assert name in stored_names()
+
+
+def test_an_unknown_lead_type_is_refused_naming_the_allowed_values(database: str) -> None:
+    name = unique("bad")
+    done = run_cli("configure", name, "--url", "http://example.com/h", "--lead-type", "fax", "--erp-shop-id", "s1")
+    assert done.returncode != 0
+    assert "'fax'" in done.stderr
+    for allowed in ("facebook_form", "instagram_form", "website_form", "call"):
+        assert allowed in done.stderr
+    assert "Traceback" not in done.stderr
+    assert name not in stored_names()
+
+
+def test_a_malformed_url_is_refused_and_nothing_is_stored(cli: Cli) -> None:
+    for url in ("dummy-endpoint.com/webhooks", "ftp://example.com/x", "http://", "http://exa mple.com/", "http://h:99999/"):
+        name = unique("bad")
+        result = cli("configure", name, "--url", url, "--lead-type", "call", "--erp-shop-id", "s1")
+        assert result.exit_code != 0, url
+        assert "--url" in result.output, result.output
+        assert name not in stored_names()
+
+
+def test_a_missing_option_is_refused(cli: Cli) -> None:
+    name = unique("bad")
+    for args in (
+        ["--lead-type", "call", "--erp-shop-id", "s1"],
+        ["--url", "http://example.com/h", "--erp-shop-id", "s1"],
+        ["--url", "http://example.com/h", "--lead-type", "call"],
+    ):
+        result = cli("configure", name, *args)
+        assert result.exit_code != 0
+        assert "Missing option" in result.output
+    assert name not in stored_names()
+
+
+def test_an_existing_name_is_refused_and_the_first_secret_is_kept(subscribe, cli: Cli) -> None:
+    first = subscribe("http://example.com/first")
+    result = cli("configure", first.name, "--url", "http://example.com/second", "--lead-type", "call", "--erp-shop-id", "x")
+    assert result.exit_code != 0
+    assert f"a subscriber named {first.name!r} already exists" in result.output
+    listed = {row["name"]: row for row in json.loads(cli("list", "--json").output)}
+    assert listed[first.name]["url"] == "http://example.com/first"
+
+
+def test_the_secret_is_stored_sealed_never_in_clear(subscribe) -> None:
+    subscription = subscribe("http://example.com/sealed")
+    with database.platform() as session:
+        row = session.execute(
+            text("SELECT * FROM webhook_configs WHERE name = :name"), {"name": subscription.name}
+        ).one()
+    assert subscription.secret not in " ".join(str(value) for value in row)
+
+    from webhooks import secretbox
+
+    assert secretbox.unseal(row.sealed_secret) == subscription.secret
+
+
+def test_a_missing_encryption_key_is_a_clear_error_at_start(database: str) -> None:
+    done = run_cli(
+        "configure", unique("nokey"), "--url", "http://e.com/", "--lead-type", "call", "--erp-shop-id", "s",
+        env={"WEBHOOK_ENCRYPTION_KEY": ""},
+    )
+    assert done.returncode != 0
+    assert "WEBHOOK_ENCRYPTION_KEY is not set" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_malformed_setting_is_named_with_its_value(database: str) -> None:
+    done = run_cli("list", env={"WEBHOOK_TIMEOUT": "soon", "WEBHOOK_RETRY_SCHEDULE": "1h,10m"})
+    assert done.returncode != 0
+    assert "WEBHOOK_TIMEOUT='soon'" in done.stderr
+    assert "WEBHOOK_RETRY_SCHEDULE='1h,10m'" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_db_upgrade_runs_twice_without_harm(database: str) -> None:
+    for _ in range(2):
+        done = run_cli("db", "upgrade")
+        assert done.returncode == 0, done.stderr
+        assert "schema up to date: mysql+pymysql://root@127.0.0.1:3306/" in done.stdout

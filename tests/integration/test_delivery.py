@@ -1,0 +1,208 @@
+"""A lead goes from the CLI through moto's SQS and a real worker to a loopback receiver."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+import uuid
+from urllib.parse import urlsplit
+
+from producer.leads import FIELDS
+from tests.integration.conftest import Cli, attempts, deliveries_json, queue_bodies, run_cli
+from tests.support.factories import a_lead, decoded_layers, unique
+from tests.support.receiver import Receiver
+from tests.support.services import Worker, wait_for
+
+ENQUEUED = re.compile(r"enqueued delivery ([0-9a-f-]{36}) lead ([0-9a-f-]{36}) to (\S+)")
+
+
+def dispatched(cli: Cli, leads: object) -> list[tuple[str, str, str]]:
+    result = cli("dispatch", input=json.dumps(leads))
+    assert result.exit_code == 0, result.output
+    return ENQUEUED.findall(result.output)
+
+
+def test_a_lead_dispatched_from_the_cli_reaches_the_subscriber_signed_and_audited(
+    worker: Worker, receiver: Receiver, subscribe, cli: Cli
+) -> None:
+    path = f"/ok/{unique('e2e')}"
+    subscription = subscribe(receiver.url(path))
+    lead = a_lead(subscription.shop)
+
+    [(delivery_id, lead_id, webhook)] = dispatched(cli, lead)
+    assert (lead_id, webhook) == (lead["id"], subscription.name)
+
+    [request] = wait_for(lambda: receiver.to(path), 30, "the POST")
+    secret = subscription.secret.encode()
+    assert request.headers["X-Hub-Signature"] == "sha1=" + hmac.new(secret, request.body, hashlib.sha1).hexdigest()
+    assert (
+        request.headers["X-Hub-Signature-256"]
+        == "sha256=" + hmac.new(secret, request.body, hashlib.sha256).hexdigest()
+    )
+    assert request.headers["webhook-id"] == delivery_id
+    assert request.headers["Content-Type"] == "application/json"
+    assert request.headers["User-Agent"].startswith("lead-webhooks/")
+
+    row = wait_for(lambda: [r for r in deliveries_json(cli) if r["delivery_id"] == delivery_id], 10, "the audit row")[0]
+    assert row["lead_id"] == lead["id"]
+    assert row["webhook"] == subscription.name
+    assert row["retry"] == 0
+    assert row["status"] == "success"
+    assert row["http_status"] == 200
+    assert row["error"] is None
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?\+00:00", row["attempted_at"])
+    assert row["duration_ms"] > 0
+
+
+def test_the_payload_has_the_exact_shape_and_types_of_the_spec(
+    worker: Worker, receiver: Receiver, subscribe, cli: Cli
+) -> None:
+    path = f"/ok/{unique('shape')}"
+    subscription = subscribe(receiver.url(path))
+    lead = a_lead(subscription.shop)
+    dispatched(cli, lead)
+
+    [request] = wait_for(lambda: receiver.to(path), 30, "the POST")
+    document = json.loads(request.body)
+    assert list(document) == ["body"]
+    body = document["body"]
+    assert list(body) == ["created_at", "retry", *[field for field in FIELDS if field != "created_at"]]
+    assert body == {**lead, "retry": 0}
+    assert body["created_at"] == "2005-08-15T15:52:01+00:00"
+    assert isinstance(body["retry"], int) and body["retry"] == 0
+    assert uuid.UUID(body["id"])
+    assert body["full_name"] is None
+    assert body["is_geolid"] is True and body["is_organic"] is False
+    assert body["extra_data"] == {"campaign": "spring", "score": 7, "tags": ["a", "b"]}
+
+
+def test_a_lead_goes_only_to_subscribers_matching_both_its_type_and_its_shop(
+    worker: Worker, receiver: Receiver, subscribe
+) -> None:
+    from producer.dispatch import dispatch_all
+
+    shop, other_shop = unique("shop"), unique("shop")
+    wanted = subscribe(receiver.url(f"/ok/{unique('match')}"), ["facebook_form", "call"], shop)
+    wrong_type = subscribe(receiver.url(f"/ok/{unique('type')}"), ["call"], shop)
+    wrong_shop = subscribe(receiver.url(f"/ok/{unique('shop')}"), ["facebook_form"], other_shop)
+
+    enqueued = dispatch_all([a_lead(shop, "facebook_form"), a_lead(shop, "website_form"), a_lead(other_shop, "call")])
+
+    assert [item.webhook for item in enqueued] == [wanted.name]
+    wait_for(lambda: receiver.to(urlsplit(wanted.url).path), 30, "the matching POST")
+    assert receiver.to(urlsplit(wrong_type.url).path) == []
+    assert receiver.to(urlsplit(wrong_shop.url).path) == []
+
+
+def test_producer_dispatch_returns_the_delivery_ids(worker: Worker, receiver: Receiver, subscribe) -> None:
+    import producer
+
+    path = f"/ok/{unique('py')}"
+    subscription = subscribe(receiver.url(path), ["call"])
+    ids = producer.dispatch(a_lead(subscription.shop, "call"))
+
+    assert len(ids) == 1 and uuid.UUID(ids[0])
+    [request] = wait_for(lambda: receiver.to(path), 30, "the POST")
+    assert request.headers["webhook-id"] == ids[0]
+
+
+def test_deliver_webhook_delay_is_a_public_entry_point(worker: Worker, receiver: Receiver, database: str) -> None:
+    from tasks import deliver_webhook
+    from webhooks import secretbox
+
+    path = f"/ok/{unique('delay')}"
+    lead = a_lead("any-shop")
+    result = deliver_webhook.delay(
+        {"webhook": "by-hand", "url": receiver.url(path), "secret": secretbox.seal("s3cret"), "lead": lead}
+    )
+
+    [request] = wait_for(lambda: receiver.to(path), 30, "the POST")
+    assert request.headers["webhook-id"] == result.id  # the task id stands in for a delivery id
+    assert request.headers["X-Hub-Signature"] == "sha1=" + hmac.new(b"s3cret", request.body, hashlib.sha1).hexdigest()
+    assert json.loads(request.body)["body"]["id"] == lead["id"]
+
+
+def test_a_redirect_is_not_followed_and_is_recorded_as_a_failure(
+    worker: Worker, receiver: Receiver, subscribe, cli: Cli
+) -> None:
+    path = f"/redirect/{unique('moved')}"
+    subscription = subscribe(receiver.url(path))
+    [(delivery_id, _, _)] = dispatched(cli, a_lead(subscription.shop))
+
+    first = wait_for(lambda: attempts(delivery_id), 30, "the first attempt")[0]
+    assert first["status"] == "error"
+    assert first["http_status"] == 302
+    assert "redirects are not followed" in first["error"]
+    assert first["next_retry_at"] is not None
+    assert receiver.to("/ok/redirected") == []
+
+
+def test_a_timeout_is_recorded_as_a_failure(worker: Worker, receiver: Receiver, subscribe, cli: Cli) -> None:
+    path = f"/slow/3/{unique('slow')}"  # the tests' WEBHOOK_TIMEOUT is 1 s
+    subscription = subscribe(receiver.url(path))
+    [(delivery_id, _, _)] = dispatched(cli, a_lead(subscription.shop))
+
+    first = wait_for(lambda: attempts(delivery_id), 30, "the first attempt")[0]
+    assert first["status"] == "error"
+    assert first["http_status"] is None
+    assert first["error"].startswith("timeout")
+    assert 900 <= first["duration_ms"] < 2900
+
+
+def test_the_audit_row_keeps_what_was_sent_and_what_came_back(
+    worker: Worker, receiver: Receiver, subscribe, cli: Cli
+) -> None:
+    path = f"/ok/{unique('audit')}"
+    subscription = subscribe(receiver.url(path))
+    [(delivery_id, _, _)] = dispatched(cli, a_lead(subscription.shop))
+    [request] = wait_for(lambda: receiver.to(path), 30, "the POST")
+
+    [row] = wait_for(lambda: attempts(delivery_id), 10, "the audit row")
+    assert row["url"] == subscription.url
+    assert row["request_body"].encode() == request.body
+    for header in ("X-Hub-Signature", "X-Hub-Signature-256", "webhook-id", "User-Agent", "Content-Type"):
+        assert row["request_headers"][header] == request.headers[header]
+    assert row["response_body"] == '{"received": true}'
+    assert row["next_retry_at"] is None
+    assert subscription.secret not in json.dumps(row, default=str)
+
+
+def test_a_bad_lead_is_refused_naming_it_and_nothing_from_the_input_is_enqueued(sqs, subscribe) -> None:
+    subscription = subscribe("http://127.0.0.1:9/never")
+    queue = unique("refused")
+    good, bad = a_lead(subscription.shop), a_lead(subscription.shop, lead_type="fax")
+
+    done = run_cli("dispatch", input=json.dumps([good, good, bad]), env={"SQS_QUEUE": queue})
+
+    assert done.returncode != 0
+    assert "lead 2: field 'lead_type' is 'fax'; allowed values: facebook_form, instagram_form, website_form, call" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stdout == ""
+    assert queue_bodies(sqs, queue) == []
+
+
+def test_the_queue_message_carries_the_secret_sealed_never_in_clear(sqs, subscribe) -> None:
+    from webhooks import secretbox
+
+    subscription = subscribe("http://127.0.0.1:9/never")
+    queue = unique("inspect")
+    done = run_cli("dispatch", input=json.dumps(a_lead(subscription.shop)), env={"SQS_QUEUE": queue})
+    assert done.returncode == 0, done.stderr
+
+    [body] = queue_bodies(sqs, queue)
+    layers = decoded_layers(body)
+    assert subscription.secret not in layers
+    sealed = re.findall(r'"secret": ?"([A-Za-z0-9+/=]+)"', layers)
+    assert sealed, layers
+    assert secretbox.unseal(sealed[0]) == subscription.secret
+
+
+def test_a_lead_with_no_matching_subscriber_enqueues_nothing(sqs, database: str) -> None:
+    queue = unique("nomatch")
+    done = run_cli("dispatch", input=json.dumps(a_lead(unique("nobody"))), env={"SQS_QUEUE": queue})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == ""
+    assert "1 lead(s) read, 0 deliveries enqueued" in done.stderr
+    assert queue_bodies(sqs, queue) == []

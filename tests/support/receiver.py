@@ -1,0 +1,83 @@
+"""A real HTTP subscriber on loopback that keeps every request's raw bytes.
+
+Its answer depends on the path, so one receiver serves every test:
+``/ok/…`` 200, ``/fail/…`` 500, ``/redirect/…`` 302 to ``/ok/redirected``,
+``/slow/SECONDS/…`` 200 after a pause, ``/flaky/N/…`` 500 for the first N requests
+to that path, then 200.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+@dataclass(frozen=True)
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    at: float  # time.time()
+
+
+class Receiver:
+    def __init__(self) -> None:
+        self.requests: list[Received] = []
+        self._lock = threading.Lock()
+        self._seen: Counter[str] = Counter()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", "0"))
+                body = self.rfile.read(length)
+                with receiver._lock:
+                    receiver.requests.append(Received(self.path, dict(self.headers.items()), body, time.time()))
+                    receiver._seen[self.path] += 1
+                    seen = receiver._seen[self.path]
+                parts = self.path.strip("/").split("/")
+                kind = parts[0]
+                if kind == "slow":
+                    time.sleep(float(parts[1]))
+                if kind == "redirect":
+                    self._answer(302, b"moved", location="/ok/redirected")
+                elif kind == "fail" or (kind == "flaky" and seen <= int(parts[1])):
+                    self._answer(500, b"failing on purpose")
+                else:
+                    self._answer(200, b'{"received": true}')
+
+            def _answer(self, status: int, body: bytes, location: str | None = None) -> None:
+                try:
+                    self.send_response(status)
+                    if location:
+                        self.send_header("Location", location)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up (a timeout test)
+
+            def log_message(self, format: str, *args: object) -> None:
+                return None
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def to(self, path: str) -> list[Received]:
+        with self._lock:
+            return [request for request in self.requests if request.path == path]
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -1,0 +1,137 @@
+"""Real services for the tests: moto's SQS server, a MariaDB database, a Celery worker."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TypeVar
+
+import pymysql
+
+T = TypeVar("T")
+BIN = Path(sys.executable).parent
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_for(check: Callable[[], T], timeout: float, what: str, every: float = 0.2) -> T:
+    """Poll ``check`` until it returns something truthy; fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(every)
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(0.2)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+class Moto:
+    """moto's server, in its own process, on a loopback port."""
+
+    def __init__(self, port: int, log: Path) -> None:
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self._log = open(log, "wb")  # noqa: SIM115 - kept open for the process's life
+        self.process = subprocess.Popen(
+            [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        wait_for(lambda: port_open(port) or self.process.poll() is not None, 30, "moto_server to listen")
+        if self.process.poll() is not None:
+            raise RuntimeError(f"moto_server exited; see {log}")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(10)
+        self._log.close()
+
+
+def mysql_reachable() -> bool:
+    try:
+        pymysql.connect(host="127.0.0.1", port=3306, user="root", password="", connect_timeout=2).close()
+    except pymysql.Error:
+        return False
+    return True
+
+
+def mysql(statement: str) -> None:
+    connection = pymysql.connect(host="127.0.0.1", port=3306, user="root", password="", autocommit=True)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(statement)
+    finally:
+        connection.close()
+
+
+class Worker:
+    """``celery -A tasks worker`` in its own process group, so a test can kill it whole."""
+
+    def __init__(self, log: Path, env: Mapping[str, str] | None = None, concurrency: int = 2) -> None:
+        self.log_path = log
+        self._log = open(log, "ab")  # noqa: SIM115 - kept open for the process's life
+        self.process = subprocess.Popen(
+            [
+                str(BIN / "celery"),
+                "-A",
+                "tasks",
+                "worker",
+                "--loglevel",
+                "INFO",
+                "--concurrency",
+                str(concurrency),
+                "--without-gossip",
+                "--without-mingle",
+                "--hostname",
+                f"test-{os.getpid()}-{time.monotonic_ns()}@%h",
+            ],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+            cwd=ROOT,
+            start_new_session=True,
+        )
+        wait_for(self.ready, 60, f"the worker to be ready (log: {log})")
+
+    def ready(self) -> bool:
+        if self.process.poll() is not None:
+            raise AssertionError(f"the worker exited with {self.process.returncode}:\n{self.output()[-3000:]}")
+        return " ready." in self.output()
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def kill(self) -> None:
+        """SIGKILL the main process and every child: nothing is acknowledged on the way out."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(10)
+        self._log.close()
+
+    def stop(self) -> None:
+        """A warm shutdown (SIGTERM): running tasks finish, then the worker exits."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(10)
+        self._log.close()
