@@ -14,7 +14,6 @@ from click.testing import CliRunner, Result
 from tests.support.services import BIN, ROOT
 
 
-
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "/integration/" in str(item.fspath):
@@ -62,7 +61,9 @@ def subscribe(cli: Cli) -> Callable[..., Subscription]:
     return make
 
 
-def run_cli(*args: str, input: str | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, input: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run the installed ``webhooks`` console script in its own process."""
     return subprocess.run(
         [str(BIN / "webhooks"), *args],

@@ -53,7 +53,13 @@ def test_an_unknown_lead_type_is_refused_naming_the_allowed_values(database: str
 
 
 def test_a_malformed_url_is_refused_and_nothing_is_stored(cli: Cli) -> None:
-    for url in ("dummy-endpoint.com/webhooks", "ftp://example.com/x", "http://", "http://exa mple.com/", "http://h:99999/"):
+    for url in (
+        "dummy-endpoint.com/webhooks",
+        "ftp://example.com/x",
+        "http://",
+        "http://exa mple.com/",
+        "http://h:99999/",
+    ):
         name = unique("bad")
         result = cli("configure", name, "--url", url, "--lead-type", "call", "--erp-shop-id", "s1")
         assert result.exit_code != 0, url
@@ -76,7 +82,9 @@ def test_a_missing_option_is_refused(cli: Cli) -> None:
 
 def test_an_existing_name_is_refused_and_the_first_secret_is_kept(subscribe, cli: Cli) -> None:
     first = subscribe("http://example.com/first")
-    result = cli("configure", first.name, "--url", "http://example.com/second", "--lead-type", "call", "--erp-shop-id", "x")
+    result = cli(
+        "configure", first.name, "--url", "http://example.com/second", "--lead-type", "call", "--erp-shop-id", "x"
+    )
     assert result.exit_code != 0
     assert f"a subscriber named {first.name!r} already exists" in result.output
     listed = {row["name"]: row for row in json.loads(cli("list", "--json").output)}
@@ -98,7 +106,14 @@ def test_the_secret_is_stored_sealed_never_in_clear(subscribe) -> None:
 
 def test_a_missing_encryption_key_is_a_clear_error_at_start(database: str) -> None:
     done = run_cli(
-        "configure", unique("nokey"), "--url", "http://e.com/", "--lead-type", "call", "--erp-shop-id", "s",
+        "configure",
+        unique("nokey"),
+        "--url",
+        "http://e.com/",
+        "--lead-type",
+        "call",
+        "--erp-shop-id",
+        "s",
         env={"WEBHOOK_ENCRYPTION_KEY": ""},
     )
     assert done.returncode != 0

@@ -38,8 +38,7 @@ def test_a_lead_dispatched_from_the_cli_reaches_the_subscriber_signed_and_audite
     secret = subscription.secret.encode()
     assert request.headers["X-Hub-Signature"] == "sha1=" + hmac.new(secret, request.body, hashlib.sha1).hexdigest()
     assert (
-        request.headers["X-Hub-Signature-256"]
-        == "sha256=" + hmac.new(secret, request.body, hashlib.sha256).hexdigest()
+        request.headers["X-Hub-Signature-256"] == "sha256=" + hmac.new(secret, request.body, hashlib.sha256).hexdigest()
     )
     assert request.headers["webhook-id"] == delivery_id
     assert request.headers["Content-Type"] == "application/json"
@@ -177,7 +176,10 @@ def test_a_bad_lead_is_refused_naming_it_and_nothing_from_the_input_is_enqueued(
     done = run_cli("dispatch", input=json.dumps([good, good, bad]), env={"SQS_QUEUE": queue})
 
     assert done.returncode != 0
-    assert "lead 2: field 'lead_type' is 'fax'; allowed values: facebook_form, instagram_form, website_form, call" in done.stderr
+    assert (
+        "lead 2: field 'lead_type' is 'fax'; allowed values: facebook_form, instagram_form, website_form, call"
+        in done.stderr
+    )
     assert "Traceback" not in done.stderr
     assert done.stdout == ""
     assert queue_bodies(sqs, queue) == []

@@ -19,9 +19,7 @@ def test_sha256_matches_rfc_4231_test_case_2() -> None:
 
 def test_sha256_header_matches_githubs_documented_example() -> None:
     headers = signature.headers("It's a Secret to Everybody", b"Hello, World!")
-    assert headers["X-Hub-Signature-256"] == (
-        "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
-    )
+    assert headers["X-Hub-Signature-256"] == ("sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17")
     assert headers["X-Hub-Signature"].startswith("sha1=") and len(headers["X-Hub-Signature"]) == 45
 
 
