@@ -126,9 +126,9 @@ class Worker:
         self._log.close()
 
     def stop(self) -> None:
-        """A warm shutdown (SIGTERM): running tasks finish, then the worker exits."""
+        """A warm shutdown (SIGTERM to the main process): running tasks finish, then it exits."""
         if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(30)
             except subprocess.TimeoutExpired:

@@ -1,0 +1,170 @@
+"""Retries carried by SQS: due times, hops, abandonment, crashes and restarts of the worker.
+
+The tests' settings shrink the schedule to 2 s, 4 s (three attempts), SQS's maximum
+delay to 1 s (so every wait hops) and the visibility timeout to 8 s.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from tasks import deliver_webhook
+from tests.integration.conftest import attempts
+from tests.support.factories import a_lead, unique
+from tests.support.receiver import Receiver
+from tests.support.services import Worker, wait_for
+from webhooks import secretbox
+
+
+def message(url: str, **fields: Any) -> dict[str, Any]:
+    return {
+        "delivery_id": str(uuid.uuid4()),
+        "webhook": "retries",
+        "url": url,
+        "secret": secretbox.seal("s3cret"),
+        "lead": a_lead("shop"),
+        **fields,
+    }
+
+
+def epoch(naive_utc: datetime) -> float:
+    return naive_utc.replace(tzinfo=UTC).timestamp()
+
+
+def test_a_failing_delivery_is_retried_at_its_due_times_then_abandoned(worker: Worker, receiver: Receiver) -> None:
+    path = f"/fail/{unique('retry')}"
+    sent = message(receiver.url(path))
+    deliver_webhook.delay(sent)
+
+    rows = wait_for(lambda: (found := attempts(sent["delivery_id"])) and len(found) == 3 and found, 60, "3 attempts")
+    assert [row["retry"] for row in rows] == [0, 1, 2]
+    assert [row["status"] for row in rows] == ["error", "error", "abandoned"]
+    first_failure = rows[0]["next_retry_at"] - timedelta(seconds=2)
+    assert rows[1]["next_retry_at"] == first_failure + timedelta(seconds=4)  # anchored at F, not drifting
+    assert rows[2]["next_retry_at"] is None
+    for before, after in zip(rows, rows[1:], strict=False):
+        assert after["attempted_at"] >= before["next_retry_at"]
+
+    posts = receiver.to(path)
+    assert len(posts) == 3
+    assert [post.body.count(b'"retry":%d,' % n) for n, post in enumerate(posts)] == [1, 1, 1]
+    assert {post.headers["webhook-id"] for post in posts} == {sent["delivery_id"]}
+    assert posts[1].at >= epoch(rows[0]["next_retry_at"])
+    assert posts[2].at >= epoch(rows[1]["next_retry_at"])
+    wait_for(lambda: f"delivery {sent['delivery_id']}" in worker.output(), 5, "the log line")
+    assert f"ERROR webhooks.delivery: delivery {sent['delivery_id']}" in worker.output()
+
+
+def test_a_delivery_that_fails_once_succeeds_on_its_first_retry(worker: Worker, receiver: Receiver) -> None:
+    path = f"/flaky/1/{unique('flaky')}"
+    sent = message(receiver.url(path))
+    deliver_webhook.delay(sent)
+
+    rows = wait_for(lambda: (found := attempts(sent["delivery_id"])) and len(found) == 2 and found, 30, "2 attempts")
+    assert [(row["retry"], row["status"], row["http_status"]) for row in rows] == [
+        (0, "error", 500),
+        (1, "success", 200),
+    ]
+    assert rows[1]["next_retry_at"] is None
+
+
+def test_a_message_that_arrives_before_its_due_time_is_put_back_not_sent(worker: Worker, receiver: Receiver) -> None:
+    path = f"/ok/{unique('early')}"
+    due = datetime.now(UTC) + timedelta(seconds=4)
+    sent = message(receiver.url(path), retry=1, due_at=due.isoformat())
+    deliver_webhook.delay(sent)
+
+    [post] = wait_for(lambda: receiver.to(path), 30, "the POST")
+    assert post.at >= due.timestamp()
+    assert b'"retry":1,' in post.body
+    assert len(wait_for(lambda: attempts(sent["delivery_id"]), 10, "the audit row")) == 1
+    assert f"delivery {sent['delivery_id']} arrived before" in worker.output()
+
+
+def test_a_duplicate_of_a_delivered_message_is_not_sent_again(worker: Worker, receiver: Receiver) -> None:
+    path = f"/ok/{unique('dup')}"
+    sent = message(receiver.url(path))
+    deliver_webhook.delay(sent)
+    wait_for(lambda: attempts(sent["delivery_id"]), 30, "the first delivery")
+
+    deliver_webhook.delay(sent)  # SQS delivers at least once: the same message again
+    wait_for(lambda: f"delivery {sent['delivery_id']} already succeeded" in worker.output(), 30, "the duplicate")
+    assert len(receiver.to(path)) == 1
+    assert len(attempts(sent["delivery_id"])) == 1
+
+
+def test_a_malformed_message_is_recorded_and_never_retried(worker: Worker) -> None:
+    delivery_id = str(uuid.uuid4())
+    deliver_webhook.delay({"delivery_id": delivery_id, "webhook": "w", "lead": {"id": "x"}})
+
+    [row] = wait_for(lambda: attempts(delivery_id), 30, "the record")
+    assert row["status"] == "abandoned"
+    assert row["error"].startswith("malformed message: field 'url'")
+    assert row["next_retry_at"] is None
+
+
+def test_an_undecryptable_secret_is_recorded_and_nothing_is_posted(worker: Worker, receiver: Receiver) -> None:
+    path = f"/ok/{unique('tampered')}"
+    other_key = [bytes(32)]
+    sent = message(receiver.url(path), secret=secretbox.seal("s3cret", other_key))
+    deliver_webhook.delay(sent)
+
+    [row] = wait_for(lambda: attempts(sent["delivery_id"]), 30, "the record")
+    assert row["status"] == "abandoned"
+    assert "does not decrypt" in row["error"]
+    assert receiver.to(path) == []
+
+
+def dedicated_worker(logs: Path, name: str, **env: str) -> tuple[str, Worker]:
+    queue = unique(name)
+    return queue, Worker(logs / f"{queue}.log", {"SQS_QUEUE": queue, **env})
+
+
+def test_a_worker_killed_during_a_slow_post_completes_the_delivery_in_a_new_worker(
+    database: str, moto: object, receiver: Receiver, logs: Path
+) -> None:
+    path = f"/slow/3/{unique('killed')}"
+    env = {"WEBHOOK_TIMEOUT": "10"}
+    queue, first = dedicated_worker(logs, "crash", **env)
+    sent = message(receiver.url(path))
+    deliver_webhook.apply_async(kwargs={"delivery": sent}, queue=queue)
+
+    wait_for(lambda: receiver.to(path), 30, "the slow POST to start")
+    first.kill()  # SIGKILL, main process and children, in the middle of the POST
+    assert attempts(sent["delivery_id"]) == []
+
+    second = Worker(first.log_path.with_suffix(".second.log"), {"SQS_QUEUE": queue, **env})
+    try:
+        [row] = wait_for(lambda: attempts(sent["delivery_id"]), 60, "the delivery after the visibility timeout")
+    finally:
+        second.stop()
+    assert row["status"] == "success"
+    posts = receiver.to(path)
+    assert len(posts) == 2
+    assert {post.headers["webhook-id"] for post in posts} == {sent["delivery_id"]}
+
+
+def test_a_worker_restart_between_two_retries_loses_nothing(
+    database: str, moto: object, receiver: Receiver, logs: Path
+) -> None:
+    path = f"/flaky/1/{unique('restart')}"
+    env = {"WEBHOOK_RETRY_SCHEDULE": "6s,12s"}
+    queue, first = dedicated_worker(logs, "restart", **env)
+    sent = message(receiver.url(path))
+    deliver_webhook.apply_async(kwargs={"delivery": sent}, queue=queue)
+
+    [failed] = wait_for(lambda: attempts(sent["delivery_id"]), 30, "the first, failing attempt")
+    first.stop()  # the retry now waits in SQS only
+    assert failed["status"] == "error"
+
+    second = Worker(first.log_path.with_suffix(".second.log"), {"SQS_QUEUE": queue, **env})
+    try:
+        rows = wait_for(lambda: (found := attempts(sent["delivery_id"])) and len(found) == 2 and found, 60, "the retry")
+    finally:
+        second.stop()
+    assert [(row["retry"], row["status"]) for row in rows] == [(0, "error"), (1, "success")]
+    assert rows[1]["attempted_at"] >= failed["next_retry_at"]
+    assert len(receiver.to(path)) == 2
