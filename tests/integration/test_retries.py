@@ -6,6 +6,7 @@ delay to 1 s (so every wait hops) and the visibility timeout to 8 s.
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -45,7 +46,7 @@ def test_a_failing_delivery_is_retried_at_its_due_times_then_abandoned(worker: W
     first_failure = rows[0]["next_retry_at"] - timedelta(seconds=2)
     assert rows[1]["next_retry_at"] == first_failure + timedelta(seconds=4)  # anchored at F, not drifting
     assert rows[2]["next_retry_at"] is None
-    for before, after in zip(rows, rows[1:], strict=False):
+    for before, after in itertools.pairwise(rows):
         assert after["attempted_at"] >= before["next_retry_at"]
 
     posts = receiver.to(path)

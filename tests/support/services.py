@@ -96,6 +96,8 @@ class Worker:
                 "worker",
                 "--loglevel",
                 "INFO",
+                "--pool",
+                "threads",
                 "--concurrency",
                 str(concurrency),
                 "--without-gossip",

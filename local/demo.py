@@ -1,0 +1,99 @@
+"""The demo: configure two sample subscribers, dispatch sample leads, show the audit."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from producer import subscribers
+from producer.dispatch import dispatch_all
+from records import database
+from records.models import DeliveryAttempt, Subscriber
+
+RECEIVER = f"http://127.0.0.1:{os.environ.get('LOCAL_RECEIVER_PORT', '8765')}"
+SUBSCRIBERS = {
+    # name: (path, lead types)
+    "demo-partner": ("/hooks/demo-partner", ["facebook_form", "instagram_form", "website_form"]),
+    "demo-failing": ("/failing/demo-failing", ["instagram_form"]),
+}
+
+
+def wait_for_port(port: int, what: str) -> None:
+    for _ in range(300):
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise SystemExit(f"demo: {what} did not start on port {port}")
+
+
+def configure() -> None:
+    """Create the sample subscribers (once) and hand their secrets to the sample receiver."""
+    path = Path(os.environ["LOCAL_SECRETS_FILE"])
+    known = json.loads(path.read_text()) if path.exists() else {}
+    existing = {subscriber.name for subscriber in subscribers.all_subscribers()}
+    for name, (hook, lead_types) in SUBSCRIBERS.items():
+        if name in existing and name in known:
+            continue
+        if name in existing:
+            raise SystemExit(f"demo: {name} exists but its secret is not in {path}; delete the database to start over")
+        known[name] = subscribers.configure(name, RECEIVER + hook, lead_types, ["shop1"])
+        print(f'WebhookConfig successfully created with secret "{known[name]}" for {name}', flush=True)
+    path.write_text(json.dumps(known))
+    path.chmod(0o600)
+
+
+def sample_leads() -> list[dict[str, object]]:
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    common = {"created_at": now, "geolid_shop_id": "shop1", "customer_shop_id": "XXX", "is_geolid": True}
+    return [
+        {**common, "id": str(uuid.uuid4()), "lead_type": "facebook_form", "first_name": "John", "last_name": "Doe"},
+        {**common, "id": str(uuid.uuid4()), "lead_type": "instagram_form", "email": "jane@example.com"},
+        {**common, "id": str(uuid.uuid4()), "lead_type": "website_form", "city": "La Clusaz", "zip_code": "74220"},
+    ]
+
+
+def attempts_of(ids: list[str]) -> int:
+    with database.audit() as session:
+        return int(session.scalar(select(func.count()).where(DeliveryAttempt.delivery_id.in_(ids))) or 0)
+
+
+def main() -> None:
+    wait_for_port(int(os.environ["LOCAL_SQS_PORT"]), "the SQS emulator")
+    wait_for_port(int(os.environ.get("LOCAL_RECEIVER_PORT", "8765")), "the sample subscriber")
+    configure()
+    enqueued = dispatch_all(sample_leads())
+    for item in enqueued:
+        print(f"enqueued delivery {item.delivery_id} lead {item.lead_id} to {item.webhook}", flush=True)
+    ids = [item.delivery_id for item in enqueued]
+    deadline = time.monotonic() + 120
+    while attempts_of(ids) < len(ids) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    with database.audit() as session:
+        rows = session.scalars(select(DeliveryAttempt).where(DeliveryAttempt.delivery_id.in_(ids)))
+        for row in rows:
+            following = f", next retry at {row.next_retry_at:%H:%M:%S} UTC" if row.next_retry_at else ""
+            print(f"audit: {row.webhook} retry {row.retry} {row.status} HTTP {row.http_status}{following}", flush=True)
+    with database.platform() as session:
+        count = session.scalar(select(func.count()).select_from(Subscriber))
+    print(
+        f"\nReady. {count} subscribers, {len(ids)} deliveries.\n"
+        f"  Flower:      http://127.0.0.1:{os.environ['LOCAL_FLOWER_PORT']}\n"
+        "  Audit:       .venv/bin/webhooks deliveries   (in this folder, another terminal)\n"
+        "  More leads:  .venv/bin/webhooks dispatch FILE   (with the BROKER_URL printed above)\n"
+        "Ctrl-C stops everything.",
+        flush=True,
+    )
+    signal.pause()  # honcho stops every process when one exits: stay until Ctrl-C
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,101 @@
+"""``make run``: the whole system on this machine, on embedded defaults, under honcho.
+
+Nothing needs configuring. What is not set in the environment is chosen here:
+- the broker: moto's SQS server on 127.0.0.1:LOCAL_SQS_PORT (9324);
+- the database: DATABASE_URL when set (MySQL), else the SQLite file webhooks.sqlite3 here;
+- the encryption key: a development key made once and kept outside the repository, in
+  ``$XDG_CONFIG_HOME/lead-webhooks/development.key`` (with a warning); set
+  WEBHOOK_ENCRYPTION_KEY to use your own.
+The worker and Flower run the Procfile's own commands.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shlex
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from honcho.manager import Manager
+from honcho.printer import Printer
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def development_key() -> str:
+    """The local key: made once (0600), outside the repository; never for production."""
+    config = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "lead-webhooks"
+    path = config / "development.key"
+    if not path.exists():
+        config.mkdir(parents=True, exist_ok=True)
+        path.write_text(base64.b64encode(os.urandom(32)).decode() + "\n")
+        path.chmod(0o600)
+    print(
+        f"WARNING: using the development encryption key in {path}; "
+        "set WEBHOOK_ENCRYPTION_KEY for anything but a local trial.",
+        file=sys.stderr,
+    )
+    return path.read_text().strip()
+
+
+def procfile(name: str) -> str:
+    """A process's command from the Procfile, so the local run uses what production uses."""
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        key, _, command = line.partition(":")
+        if key.strip() == name:
+            return command.strip()
+    raise SystemExit(f"the Procfile has no {name!r} process")
+
+
+def busy(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def environment() -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("LOCAL_SQS_PORT", "9324")
+    env.setdefault("LOCAL_FLOWER_PORT", "5555")
+    env.setdefault("LOCAL_RECEIVER_PORT", "8765")
+    for name in ("LOCAL_SQS_PORT", "LOCAL_FLOWER_PORT", "LOCAL_RECEIVER_PORT"):
+        if busy(int(env[name])):
+            raise SystemExit(f"Error: port {env[name]} ({name}) is in use; set {name} to a free port")
+    env.setdefault("BROKER_URL", f"sqs://local:local@127.0.0.1:{env['LOCAL_SQS_PORT']}")
+    env.setdefault("DATABASE_URL", f"sqlite:///{Path.cwd() / 'webhooks.sqlite3'}")
+    if not env.get("WEBHOOK_ENCRYPTION_KEY"):
+        env["WEBHOOK_ENCRYPTION_KEY"] = development_key()
+    env.setdefault("SQS_WAIT_TIME_SECONDS", "2")
+    env.setdefault("LOCAL_SECRETS_FILE", str(Path.cwd() / "local-secrets.json"))
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def main() -> None:
+    env = environment()
+    upgrade = subprocess.run([str(BIN / "webhooks"), "db", "upgrade"], env=env, check=False)
+    if upgrade.returncode:
+        raise SystemExit(upgrade.returncode)
+    python = shlex.quote(sys.executable)
+    processes = {
+        "sqs": f"{python} -m local.sqs",
+        "receiver": f"{python} -m local.receiver",
+        "worker": procfile("worker"),
+        "flower": procfile("flower"),
+        "demo": f"{python} -m local.demo",
+    }
+    print(f"To use the CLI from another terminal here: export BROKER_URL={env['BROKER_URL']}", flush=True)
+    manager = Manager(Printer(sys.stdout))
+    for name, command in processes.items():
+        process_env = dict(env, PORT=env["LOCAL_FLOWER_PORT"]) if name == "flower" else env
+        manager.add_process(name, command, env=process_env, cwd=str(ROOT))
+    manager.loop()
+    sys.exit(manager.returncode)
+
+
+if __name__ == "__main__":
+    main()
