@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -82,29 +83,24 @@ def mysql(statement: str) -> None:
         connection.close()
 
 
-class Worker:
-    """``celery -A tasks worker`` in its own process group, so a test can kill it whole."""
+def procfile_command(name: str) -> list[str]:
+    """A Procfile process's command, with its executable taken from this virtualenv."""
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        key, _, command = line.partition(":")
+        if key.strip() == name:
+            words = shlex.split(command)
+            return [str(BIN / words[0]), *words[1:]]
+    raise AssertionError(f"the Procfile has no {name!r} process")
 
-    def __init__(self, log: Path, env: Mapping[str, str] | None = None, concurrency: int = 2) -> None:
+
+class Worker:
+    """The Procfile's worker in its own process group, so a test can kill it whole."""
+
+    def __init__(self, log: Path, env: Mapping[str, str] | None = None) -> None:
         self.log_path = log
         self._log = open(log, "ab")  # noqa: SIM115 - kept open for the process's life
         self.process = subprocess.Popen(
-            [
-                str(BIN / "celery"),
-                "-A",
-                "tasks",
-                "worker",
-                "--loglevel",
-                "INFO",
-                "--pool",
-                "threads",
-                "--concurrency",
-                str(concurrency),
-                "--without-gossip",
-                "--without-mingle",
-                "--hostname",
-                f"test-{os.getpid()}-{time.monotonic_ns()}@%h",
-            ],
+            [*procfile_command("worker"), "--hostname", f"test-{os.getpid()}-{time.monotonic_ns()}@%h"],
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env={**os.environ, **(env or {})},
