@@ -15,6 +15,7 @@ import os
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 
 def secrets() -> dict[str, str]:
@@ -30,7 +31,7 @@ def verify(secret: str, body: bytes, header: str) -> bool:
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    seen: set[str] = set()
+    seen: ClassVar[set[str]] = set()  # webhook-ids already received (shared by the threads)
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))

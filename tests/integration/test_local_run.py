@@ -64,7 +64,7 @@ def test_the_run_command_delivers_signed_sample_leads_and_sigint_leaves_no_proce
             ("demo-partner", "success"),
             ("demo-partner", "success"),
         ]
-        assert [due for webhook, _, due in rows if webhook == "demo-failing"][0] is not None
+        assert next(due for webhook, _, due in rows if webhook == "demo-failing") is not None
     finally:
         runner.send_signal(signal.SIGINT)
         runner.wait(60)
