@@ -10,15 +10,17 @@ import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from sqlalchemy import func, select
 
+import settings
 from producer import subscribers
 from producer.dispatch import dispatch_all
 from records import database
 from records.models import DeliveryAttempt, Subscriber
 
-RECEIVER = f"http://127.0.0.1:{os.environ.get('LOCAL_RECEIVER_PORT', '8765')}"
+RECEIVER = os.environ.get("LOCAL_RECEIVER_URL") or f"http://127.0.0.1:{os.environ.get('LOCAL_RECEIVER_PORT', '8765')}"
 SUBSCRIBERS = {
     # name: (path, lead types)
     "demo-partner": ("/hooks/demo-partner", ["facebook_form", "instagram_form", "website_form"]),
@@ -26,13 +28,16 @@ SUBSCRIBERS = {
 }
 
 
-def wait_for_port(port: int, what: str) -> None:
-    for _ in range(300):
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise SystemExit(f"demo: {what} did not start on port {port}")
+def wait_for(url: str, what: str) -> None:
+    """Wait until something listens at the URL's host and port."""
+    host, port = urlsplit(url).hostname or "127.0.0.1", urlsplit(url).port or 80
+    for _ in range(600):
+        try:
+            socket.create_connection((host, port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"demo: {what} did not start at {host}:{port}")
 
 
 def configure() -> None:
@@ -67,8 +72,8 @@ def attempts_of(ids: list[str]) -> int:
 
 
 def main() -> None:
-    wait_for_port(int(os.environ["LOCAL_SQS_PORT"]), "the SQS emulator")
-    wait_for_port(int(os.environ.get("LOCAL_RECEIVER_PORT", "8765")), "the sample subscriber")
+    wait_for("http://" + settings.BROKER_URL.partition("@")[2], "the SQS server")
+    wait_for(RECEIVER, "the sample subscriber")
     configure()
     enqueued = dispatch_all(sample_leads())
     for item in enqueued:
@@ -86,7 +91,7 @@ def main() -> None:
         count = session.scalar(select(func.count()).select_from(Subscriber))
     print(
         f"\nReady. {count} subscribers, {len(ids)} deliveries.\n"
-        f"  Flower:      http://127.0.0.1:{os.environ['LOCAL_FLOWER_PORT']}\n"
+        f"  Flower:      http://127.0.0.1:{os.environ.get('LOCAL_FLOWER_PORT', '5555')}\n"
         "  Audit:       .venv/bin/webhooks deliveries   (in this folder, another terminal)\n"
         "  More leads:  .venv/bin/webhooks dispatch FILE   (with the BROKER_URL printed above)\n"
         "Ctrl-C stops everything.",

@@ -1,0 +1,80 @@
+"""docker-compose.yml and the Procfile, checked without a Docker engine (none runs here)."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import shutil
+import subprocess
+
+import pytest
+import yaml
+
+from tests.support.services import ROOT, procfile_command
+
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+SERVICES: dict[str, dict[str, object]] = COMPOSE["services"]
+OURS = {name: service for name, service in SERVICES.items() if "build" in service}
+README = (ROOT / "README.md").read_text()
+DOCUMENTED = set(re.findall(r"`([A-Z][A-Z0-9_]+)`", README))
+
+
+def test_every_service_has_an_image_or_a_build() -> None:
+    for name, service in SERVICES.items():
+        assert "image" in service or "build" in service, name
+
+
+def test_the_compose_file_runs_mysql_8_an_sqs_server_and_every_process() -> None:
+    assert SERVICES["mysql"]["image"] == "mysql:8.0"
+    assert str(SERVICES["sqs"]["image"]).startswith("softwaremill/elasticmq")
+    assert set(OURS) == {"migrate", "worker", "flower", "receiver", "demo"}
+
+
+def test_every_variable_our_services_read_is_documented_in_the_readme() -> None:
+    for name, service in OURS.items():
+        environment = service["environment"]
+        assert isinstance(environment, dict)
+        undocumented = set(environment) - DOCUMENTED
+        assert not undocumented, f"{name}: {undocumented} missing from the README"
+    interpolated = set(re.findall(r"\$\{([A-Z0-9_]+)", (ROOT / "docker-compose.yml").read_text()))
+    assert interpolated <= DOCUMENTED
+
+
+def test_every_command_exists_in_the_project() -> None:
+    from click.testing import CliRunner
+
+    from producer.cli import main
+
+    for name, service in OURS.items():
+        command = service["command"]
+        assert isinstance(command, list), name
+        if command[0] == "webhooks":
+            assert CliRunner().invoke(main, [*command[1:], "--help"]).exit_code == 0, name
+        elif command[:3] == ["celery", "-A", "tasks"]:
+            assert command[3] in {"worker", "flower"}, name
+        elif command[:2] == ["python", "-m"]:
+            assert importlib.util.find_spec(command[2]) is not None, name
+        else:
+            pytest.fail(f"{name}: unknown command {command}")
+
+
+def test_the_compose_worker_runs_the_procfile_worker() -> None:
+    assert SERVICES["worker"]["command"] == ["celery", *procfile_command("worker")[1:]]
+
+
+def test_the_procfile_has_a_worker_and_flower() -> None:
+    assert procfile_command("worker")[1:4] == ["-A", "tasks", "worker"]
+    assert procfile_command("flower")[1:4] == ["-A", "tasks", "flower"]
+
+
+def test_docker_compose_config_accepts_the_file_where_compose_is_installed() -> None:
+    docker = shutil.which("docker")
+    if not docker or subprocess.run([docker, "compose", "version"], capture_output=True).returncode:
+        pytest.skip("no docker compose plugin on this machine")
+    done = subprocess.run(
+        [docker, "compose", "-f", str(ROOT / "docker-compose.yml"), "config", "--quiet"],
+        capture_output=True,
+        text=True,
+        env={"WEBHOOK_ENCRYPTION_KEY": "x", "PATH": "/usr/bin:/bin"},
+    )
+    assert done.returncode == 0, done.stderr
