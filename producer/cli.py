@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable, Iterable, Sequence
-from typing import IO, Any, TypeVar
+from typing import IO, Any
 
 import click
 from kombu.exceptions import OperationalError as BrokerError
@@ -15,12 +15,12 @@ from sqlalchemy.exc import SQLAlchemyError
 
 import settings
 from producer import leads, subscribers
-from producer.dispatch import dispatch_all
+from producer.dispatch import enqueue, plan
 from records import database, migrations
 from records.models import DeliveryAttempt
 from webhooks.errors import WebhookError
 
-F = TypeVar("F", bound=Callable[..., Any])
+PROGRESS_FROM = 100  # deliveries from which a dispatch on a terminal shows a progress bar
 
 
 class _Group(click.Group):
@@ -95,10 +95,25 @@ def list_(as_json: bool) -> None:
 def dispatch(file: IO[str]) -> None:
     """Enqueue the leads of FILE (or stdin): a JSON object, an array, or JSON Lines."""
     raw = leads.read(file.read())
-    enqueued = dispatch_all(raw)
-    for item in enqueued:
-        click.echo(f"enqueued delivery {item.delivery_id} lead {item.lead_id} to {item.webhook}")
-    click.echo(f"{len(raw)} lead(s) read, {len(enqueued)} deliveries enqueued", err=True)
+    pairs = plan(raw)
+    done = 0
+    # On a terminal a large dispatch shows a bar instead of a line per delivery (unless
+    # stdout is redirected, where the lines go).
+    bar = sys.stderr.isatty() and len(pairs) >= PROGRESS_FROM
+    lines = not (bar and sys.stdout.isatty())
+    with click.progressbar(pairs, label="enqueuing", file=sys.stderr, hidden=not bar) as progress:
+        try:
+            for lead, subscriber in progress:
+                item = enqueue(lead, subscriber)
+                done += 1
+                if lines:
+                    click.echo(f"enqueued delivery {item.delivery_id} lead {item.lead_id} to {item.webhook}")
+        except BrokerError as error:
+            _fail(
+                f"broker error: {_first_line(error)}\n{len(raw)} lead(s) read: {done} of {len(pairs)} deliveries "
+                "enqueued (listed above), the others were not"
+            )
+    click.echo(f"{len(raw)} lead(s) read, {done} deliveries enqueued, 0 refused", err=True)
 
 
 @main.command()

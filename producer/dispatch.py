@@ -10,6 +10,7 @@ from typing import Any
 from producer import leads, subscribers
 from records.models import Subscriber
 from tasks import deliver_webhook
+from webhooks.errors import InvalidInput
 
 
 @dataclass(frozen=True)
@@ -26,13 +27,29 @@ def dispatch(lead: Mapping[str, Any]) -> list[str]:
 
 def dispatch_all(raw_leads: Sequence[object]) -> list[Enqueued]:
     """Validate every lead first (nothing is enqueued if one is refused), then enqueue them."""
-    checked = [leads.normalize(lead, f"lead {index}") for index, lead in enumerate(raw_leads)]
+    return [enqueue(lead, subscriber) for lead, subscriber in plan(raw_leads)]
+
+
+def plan(raw_leads: Sequence[object]) -> list[tuple[dict[str, Any], Subscriber]]:
+    """Every (lead, matching subscriber) pair, or InvalidInput naming every refused lead."""
+    checked: list[dict[str, Any]] = []
+    refused: list[str] = []
+    for index, lead in enumerate(raw_leads):
+        try:
+            checked.append(leads.normalize(lead, f"lead {index}"))
+        except InvalidInput as error:
+            refused.append(str(error))
+    if refused:
+        shown = "\n".join(refused[:MAX_SHOWN])
+        more = f"\n... and {len(refused) - MAX_SHOWN} more" if len(refused) > MAX_SHOWN else ""
+        raise InvalidInput(
+            f"{shown}{more}\n{len(raw_leads)} lead(s) read, {len(refused)} refused: nothing was enqueued"
+        )
     known = subscribers.all_subscribers()
-    enqueued: list[Enqueued] = []
-    for lead in checked:
-        for subscriber in subscribers.matching(lead, known):
-            enqueued.append(enqueue(lead, subscriber))
-    return enqueued
+    return [(lead, subscriber) for lead in checked for subscriber in subscribers.matching(lead, known)]
+
+
+MAX_SHOWN = 20  # refused leads listed one by one
 
 
 def enqueue(lead: Mapping[str, Any], subscriber: Subscriber) -> Enqueued:

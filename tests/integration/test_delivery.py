@@ -206,5 +206,57 @@ def test_a_lead_with_no_matching_subscriber_enqueues_nothing(sqs, database: str)
     done = run_cli("dispatch", input=json.dumps(a_lead(unique("nobody"))), env={"SQS_QUEUE": queue})
     assert done.returncode == 0, done.stderr
     assert done.stdout == ""
-    assert "1 lead(s) read, 0 deliveries enqueued" in done.stderr
+    assert "1 lead(s) read, 0 deliveries enqueued, 0 refused" in done.stderr
     assert queue_bodies(sqs, queue) == []
+
+
+def test_every_refused_lead_is_named_with_a_summary(sqs, subscribe) -> None:
+    subscription = subscribe("http://127.0.0.1:9/never")
+    queue = unique("summary")
+    batch = [a_lead(subscription.shop), a_lead(subscription.shop, id="x"), {"lead_type": "call"}]
+
+    done = run_cli("dispatch", input="\n".join(json.dumps(lead) for lead in batch), env={"SQS_QUEUE": queue})
+
+    assert done.returncode == 1
+    assert "lead 1: field 'id' is 'x', not a UUID" in done.stderr
+    assert "lead 2: field 'id' is required" in done.stderr
+    assert "3 lead(s) read, 2 refused: nothing was enqueued" in done.stderr
+    assert queue_bodies(sqs, queue) == []
+
+
+def test_a_large_dispatch_on_a_terminal_shows_a_progress_bar_and_a_summary(sqs, subscribe) -> None:
+    import os
+    import pty
+    import subprocess
+
+    from tests.support.services import BIN, ROOT
+
+    subscription = subscribe("http://127.0.0.1:9/never")
+    queue = unique("progress")
+    batch = "\n".join(json.dumps(a_lead(subscription.shop)) for _ in range(120))
+    controller, terminal = pty.openpty()
+    done = subprocess.run(
+        [str(BIN / "webhooks"), "dispatch"],
+        input=batch.encode(),
+        stdout=subprocess.PIPE,
+        stderr=terminal,
+        env={**os.environ, "SQS_QUEUE": queue},
+        cwd=ROOT,
+        timeout=120,
+    )
+    os.close(terminal)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(controller, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(controller)
+
+    assert done.returncode == 0
+    assert b"enqueuing" in shown and b"100%" in shown
+    assert b"120 lead(s) read, 120 deliveries enqueued, 0 refused" in shown
+    assert len(ENQUEUED.findall(done.stdout.decode())) == 120  # stdout is not a terminal: the lines are kept
