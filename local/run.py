@@ -69,6 +69,7 @@ def environment() -> dict[str, str]:
     if not env.get("WEBHOOK_ENCRYPTION_KEY"):
         env["WEBHOOK_ENCRYPTION_KEY"] = development_key()
     env.setdefault("SQS_WAIT_TIME_SECONDS", "2")
+    env.setdefault("WEBHOOK_ALLOWED_NETWORKS", "127.0.0.0/8")  # the sample subscriber is on loopback
     env.setdefault("LOCAL_SECRETS_FILE", str(Path.cwd() / "local-secrets.json"))
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     env["PYTHONUNBUFFERED"] = "1"

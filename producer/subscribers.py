@@ -7,30 +7,25 @@ import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 from sqlalchemy import select
 
 from producer.leads import LEAD_TYPES
 from records import database
 from records.models import Subscriber
+from tasks import destination
 from webhooks import secretbox
-from webhooks.errors import InvalidInput
+from webhooks.errors import InvalidInput, RefusedDestination
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
 def check_url(url: str) -> str:
-    """An absolute http(s) URL with a host, or InvalidInput."""
+    """An http(s) URL whose host resolves only to addresses webhooks may reach, or InvalidInput."""
     try:
-        parts = urlsplit(url)
-        port = parts.port  # raises on a malformed port
-    except ValueError:
-        raise InvalidInput(f"--url {url!r} is not a valid URL") from None
-    if parts.scheme not in {"http", "https"} or not parts.hostname:
-        raise InvalidInput(f"--url {url!r} must be an http:// or https:// URL with a host")
-    if port == 0 or len(url) > 2048 or any(char.isspace() for char in url):
-        raise InvalidInput(f"--url {url!r} is not a valid URL")
+        destination.check(url)
+    except (RefusedDestination, LookupError) as error:
+        raise InvalidInput(f"--url {error}") from None
     return url
 
 

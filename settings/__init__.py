@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import os
 import re
 
@@ -83,6 +84,17 @@ def parse_key(raw: str, name: str = "WEBHOOK_ENCRYPTION_KEY") -> bytes:
     return key
 
 
+def _networks(name: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    raw = os.environ.get(name, "").strip()
+    networks = []
+    for part in filter(None, (piece.strip() for piece in raw.split(","))):
+        try:
+            networks.append(ipaddress.ip_network(part, strict=False))
+        except ValueError:
+            _problems.append(f"{name}={raw!r}: {part!r} is not a network such as 127.0.0.0/8 or fd00::/8")
+    return tuple(networks)
+
+
 def _keys(name: str) -> tuple[bytes, ...]:
     raw = os.environ.get(name, "").strip()
     if not raw:
@@ -129,6 +141,10 @@ WEBHOOK_RESPONSE_MAX_BYTES: int = _integer(
     "WEBHOOK_RESPONSE_MAX_BYTES", 65536, minimum=0
 )  # response bytes kept in the audit
 WEBHOOK_USER_AGENT: str = _text("WEBHOOK_USER_AGENT", "lead-webhooks/0.1")  # User-Agent header of every delivery
+WEBHOOK_ALLOWED_NETWORKS: str = _text(
+    "WEBHOOK_ALLOWED_NETWORKS", ""
+)  # CIDRs webhooks may reach despite the SSRF guard (empty: public addresses only)
+ALLOWED_NETWORKS = _networks("WEBHOOK_ALLOWED_NETWORKS")  # parsed form of the above
 WEBHOOK_RETRY_SCHEDULE: tuple[int, ...] = _schedule(
     "WEBHOOK_RETRY_SCHEDULE", "10m,1h,3h,1d,2d,3d,4d,5d,6d,7d"
 )  # retry offsets from the first failure (units s, m, h, d)

@@ -27,9 +27,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import settings
-from tasks import audit, payload, schedule, sender, signature
+from tasks import audit, destination, payload, schedule, sender, signature
 from webhooks import secretbox
-from webhooks.errors import MalformedMessage, PermanentError
+from webhooks.errors import MalformedMessage, PermanentError, RefusedDestination
 
 log = logging.getLogger(audit.LOGGER_NAME)
 
@@ -160,7 +160,17 @@ def attempt(delivery: Delivery, now: Callable[[], datetime] = utcnow) -> Again |
         audit.record(_attempt(delivery, headers, body, attempted_at, None, str(error), audit.ABANDONED))
         return None
 
-    response = sender.post(delivery.url, body, headers)
+    try:
+        target = destination.check(delivery.url)
+    except RefusedDestination as error:
+        audit.record(
+            _attempt(delivery, headers, body, attempted_at, None, f"refused destination: {error}", audit.ABANDONED)
+        )
+        return None
+    except LookupError as error:  # DNS may come back: a failure like any other
+        response = sender.Response(None, None, f"connection error: {error}", 0.0)
+    else:
+        response = sender.post(target, body, headers)
     if response.ok:
         audit.record(_attempt(delivery, headers, body, attempted_at, response, None, audit.SUCCESS))
         return None

@@ -1,17 +1,112 @@
-"""One HTTP POST to a subscriber, with its outcome measured; never raises for the network."""
+"""One HTTP POST to a subscriber, with its outcome measured; never raises for the network.
+
+The connection goes to the address ``tasks.destination`` checked (no second DNS lookup),
+with the original Host header and TLS server name. The whole request — connect, send,
+every read — fits in ``WEBHOOK_TIMEOUT``: a server that drips its answer byte by byte
+cannot hold a worker longer. At most ``WEBHOOK_RESPONSE_MAX_BYTES`` of the answer are read.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any, cast
 
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.util import Timeout
 
 import settings
+from tasks.destination import Destination
 
 _local = threading.local()
+
+
+class _Deadline:
+    """Mixed into urllib3's connections: past the deadline, the socket is shut down.
+
+    Socket timeouts bound each read, not their sum; this watchdog bounds the whole
+    exchange (sending the request and reading the status line and headers).
+    """
+
+    sock: socket.socket | None
+    _watchdog: threading.Timer | None = None
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        deadline: float | None = getattr(_local, "deadline", None)
+        if deadline is not None:
+            self._watchdog = threading.Timer(max(0.0, deadline - time.monotonic()), self._expire)
+            self._watchdog.daemon = True
+            self._watchdog.start()
+        try:
+            super().request(*args, **kwargs)  # type: ignore[misc]
+        except BaseException:
+            self._disarm()
+            raise
+
+    def getresponse(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().getresponse(*args, **kwargs)  # type: ignore[misc]
+        finally:
+            self._disarm()
+
+    def _disarm(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+
+    def _expire(self) -> None:
+        if self.sock is not None:
+            with contextlib.suppress(OSError):
+                self.sock.shutdown(socket.SHUT_RDWR)
+
+
+class _HTTPConnection(_Deadline, HTTPConnection):
+    pass
+
+
+class _HTTPSConnection(_Deadline, HTTPSConnection):
+    pass
+
+
+class _HTTPPool(HTTPConnectionPool):
+    ConnectionCls = _HTTPConnection
+
+
+class _HTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
+
+
+class PinnedAdapter(HTTPAdapter):
+    """Connects to the URL's (already checked) IP while TLS checks the Host header's name."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+
+    def build_connection_pool_key_attributes(
+        self, request: requests.PreparedRequest, verify: bool | str, cert: Any = None
+    ) -> tuple[Any, Any]:
+        host_params, typed_kwargs = super().build_connection_pool_key_attributes(request, verify, cert)
+        pool_kwargs: dict[str, Any] = dict(typed_kwargs)
+        if host_params["scheme"] == "https":
+            name = _server_name(request.headers["Host"])
+            pool_kwargs["server_hostname"] = name
+            pool_kwargs["assert_hostname"] = name
+        return dict(host_params), pool_kwargs
+
+
+def _server_name(host_header: str | bytes) -> str:
+    host = host_header.decode() if isinstance(host_header, bytes) else host_header
+    if host.startswith("["):
+        return host[1 : host.index("]")]
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
 def _session() -> requests.Session:
@@ -20,6 +115,8 @@ def _session() -> requests.Session:
     if session is None:
         session = requests.Session()
         session.trust_env = False  # no proxy or netrc from the environment decides where a lead goes
+        session.mount("http://", PinnedAdapter())
+        session.mount("https://", PinnedAdapter())
         _local.session = session
     return session
 
@@ -38,37 +135,54 @@ class Response:
         return self.error is None and self.http_status is not None and 200 <= self.http_status < 300
 
 
-def post(url: str, body: bytes, headers: Mapping[str, str]) -> Response:
+def post(destination: Destination, body: bytes, headers: Mapping[str, str]) -> Response:
     """POST ``body``; a redirect is not followed, a non-2xx answer is reported as an error."""
     started = time.monotonic()
+    deadline = _local.deadline = started + settings.WEBHOOK_TIMEOUT
     try:
         with _session().post(
-            url,
+            destination.pinned_url,
             data=body,
-            headers=dict(headers),
-            timeout=(settings.WEBHOOK_TIMEOUT, settings.WEBHOOK_TIMEOUT),
+            headers={**headers, "Host": destination.host_header, "Accept-Encoding": "identity"},
+            timeout=cast(Any, Timeout(total=settings.WEBHOOK_TIMEOUT, connect=settings.WEBHOOK_TIMEOUT)),
             allow_redirects=False,
             stream=True,
         ) as answer:
-            text = _read_capped(answer, settings.WEBHOOK_RESPONSE_MAX_BYTES)
+            text = _read_capped(answer, settings.WEBHOOK_RESPONSE_MAX_BYTES, deadline)
             status = answer.status_code
-    except requests.Timeout as error:
-        return Response(None, None, f"timeout: {error}", _since(started))
     except requests.RequestException as error:
+        if isinstance(error, requests.Timeout) or time.monotonic() >= deadline:
+            return Response(None, None, f"timeout after {settings.WEBHOOK_TIMEOUT:g} s: {error}", _since(started))
         return Response(None, None, f"connection error: {error}", _since(started))
+    finally:
+        _local.deadline = None
     error_text = None
     if not 200 <= status < 300:
         error_text = f"HTTP {status}" + (" (redirects are not followed)" if 300 <= status < 400 else "")
     return Response(status, text, error_text, _since(started))
 
 
-def _read_capped(answer: requests.Response, limit: int) -> str:
+def _read_capped(answer: requests.Response, limit: int, deadline: float) -> str:
+    """Read at most ``limit`` bytes, each read bounded by what is left of the deadline."""
     kept = bytearray()
-    for chunk in answer.iter_content(chunk_size=8192):
-        kept += chunk
-        if len(kept) >= limit:
+    connection = getattr(answer.raw, "connection", None)
+    while len(kept) < limit:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise requests.Timeout("the response was still arriving at the deadline")
+        sock = getattr(connection, "sock", None)
+        if sock is not None:
+            sock.settimeout(left)
+        try:
+            chunk = answer.raw.read1(min(8192, limit - len(kept)))  # returns what has arrived
+        except Exception as error:  # urllib3 wraps socket timeouts in its own errors
+            if "timed out" in str(error).lower():
+                raise requests.Timeout(str(error)) from error
+            raise requests.ConnectionError(str(error)) from error
+        if not chunk:
             break
-    return bytes(kept[:limit]).decode("utf-8", errors="replace")
+        kept += chunk
+    return bytes(kept).decode("utf-8", errors="replace")
 
 
 def _since(started: float) -> float:

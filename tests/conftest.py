@@ -9,7 +9,9 @@ in CI (``CI=true``), where a missing MariaDB fails the run.
 from __future__ import annotations
 
 import base64
+import ipaddress
 import os
+import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,6 +41,7 @@ os.environ.update(
         "SQS_MAX_DELAY": "1",
         "WEBHOOK_RETRY_SCHEDULE": "2s,4s",
         "WEBHOOK_TIMEOUT": "1",
+        "WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8",
         "LOG_LEVEL": "DEBUG",
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
@@ -46,6 +49,40 @@ os.environ.update(
     }
 )
 os.environ.pop("AUDIT_DATABASE_URL", None)
+
+
+# Names the test process may "resolve": no test ever looks a name up in real DNS.
+FAKE_DNS = {
+    "dummy-endpoint.com": ["93.184.215.14"],
+    "example.com": ["93.184.215.14", "2606:2800:21f:cb07:6820:80da:af6b:8b2c"],
+}
+
+
+@pytest.fixture(autouse=True)
+def no_real_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stub name resolution, and fail any connection from this process outside loopback."""
+    from tasks import destination
+
+    def resolve(host: str, port: int) -> list[str]:
+        if host in FAKE_DNS:
+            return FAKE_DNS[host]
+        raise LookupError(f"cannot resolve {host!r}: not in the tests' fake DNS")
+
+    monkeypatch.setattr(destination, "resolve", resolve)
+    real_connect, real_connect_ex = socket.socket.connect, socket.socket.connect_ex
+
+    def guard(sock: socket.socket, address: Any) -> None:
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            host = address[0]
+            if not ipaddress.ip_address(host).is_loopback:
+                raise AssertionError(f"a test tried to connect to {host}: only loopback is allowed")
+
+    monkeypatch.setattr(
+        socket.socket, "connect", lambda sock, address: (guard(sock, address), real_connect(sock, address))[1]
+    )
+    monkeypatch.setattr(
+        socket.socket, "connect_ex", lambda sock, address: (guard(sock, address), real_connect_ex(sock, address))[1]
+    )
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,9 @@
     │   └── DeliveryFailed      non-2xx, timeout, connection error, redirect
     └── PermanentError          retrying cannot help: record it and acknowledge the message
         ├── MalformedMessage    the task's argument is not a delivery we understand
-        └── UndecryptableSecret the secret cannot be decrypted with any configured key
+        ├── TamperedMessage     the message's MAC does not match its content
+        ├── UndecryptableSecret the secret cannot be decrypted with any configured key
+        └── RefusedDestination  the URL is not http(s) or reaches a non-public address
 
 Every message is meant for a person: it names the field and the allowed values.
 """
@@ -45,3 +47,11 @@ class MalformedMessage(PermanentError):
 
 class UndecryptableSecret(PermanentError):
     """The subscriber's secret cannot be decrypted with the configured key."""
+
+
+class TamperedMessage(PermanentError):
+    """The message was changed after the producer sealed it (its MAC does not match)."""
+
+
+class RefusedDestination(PermanentError):
+    """The URL is malformed or resolves to an address webhooks may not reach (SSRF)."""

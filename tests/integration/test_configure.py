@@ -35,7 +35,7 @@ def test_configure_prints_a_uuid4_secret_and_lists_the_subscriber(subscribe, cli
 
 def test_the_installed_console_script_configures_a_subscriber(database: str) -> None:
     name = unique("script")
-    done = run_cli("configure", name, "--url", "http://example.com/h", "--lead-type", "call", "--erp-shop-id", "s1")
+    done = run_cli("configure", name, "--url", "http://127.0.0.1:9/h", "--lead-type", "call", "--erp-shop-id", "s1")
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith('WebhookConfig successfully created with secret "')
     assert name in stored_names()
@@ -43,7 +43,7 @@ def test_the_installed_console_script_configures_a_subscriber(database: str) -> 
 
 def test_an_unknown_lead_type_is_refused_naming_the_allowed_values(database: str) -> None:
     name = unique("bad")
-    done = run_cli("configure", name, "--url", "http://example.com/h", "--lead-type", "fax", "--erp-shop-id", "s1")
+    done = run_cli("configure", name, "--url", "http://127.0.0.1:9/h", "--lead-type", "fax", "--erp-shop-id", "s1")
     assert done.returncode != 0
     assert "'fax'" in done.stderr
     for allowed in ("facebook_form", "instagram_form", "website_form", "call"):

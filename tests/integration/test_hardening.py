@@ -1,0 +1,149 @@
+"""SSRF at send time, pinned connections, bounded responses: the plain functions the task
+runs, called in this process against the real audit database and real loopback servers."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tasks import delivery, destination, sender
+from tests.integration.conftest import attempts
+from tests.support.factories import a_lead, unique
+from tests.support.receiver import Receiver
+from webhooks import secretbox
+
+
+def a_delivery(url: str) -> delivery.Delivery:
+    return delivery.Delivery(
+        delivery_id=str(uuid.uuid4()), webhook="hardening", url=url, secret=secretbox.seal("s3cret"), lead=a_lead("s")
+    )
+
+
+@pytest.fixture
+def connections(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Every address this process tries to connect to from now on."""
+    opened: list[Any] = []
+    real = socket.socket.connect
+
+    def connect(sock: socket.socket, address: Any) -> None:
+        opened.append(address)
+        real(sock, address)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    return opened
+
+
+def test_a_subscriber_resolving_to_a_private_address_is_refused_at_send_time_without_a_connection(
+    database: str, monkeypatch: pytest.MonkeyPatch, connections: list[Any]
+) -> None:
+    monkeypatch.setattr(destination, "resolve", lambda host, port: ["10.0.0.5"])
+    sent = a_delivery("http://partner.example/hooks")
+
+    assert delivery.attempt(sent) is None  # nothing follows: a permanent failure
+
+    [row] = attempts(sent.delivery_id)
+    assert row["status"] == "abandoned"
+    assert "refused destination" in row["error"] and "10.0.0.5 is private" in row["error"]
+    assert [address for address in connections if address[1] != 3306] == []
+
+
+def test_the_connection_goes_to_the_checked_address_with_the_original_host_header(
+    database: str, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    answers = iter([["127.0.0.1"], ["10.0.0.5"]])  # a rebinding name: safe first, private after
+    asked: list[str] = []
+
+    def resolve(host: str, port: int) -> list[str]:
+        asked.append(host)
+        return next(answers)
+
+    monkeypatch.setattr(destination, "resolve", resolve)
+    path = f"/ok/{unique('pinned')}"
+    sent = a_delivery(f"http://rebind.test:{receiver.port}{path}")
+
+    assert delivery.attempt(sent) is None
+
+    [request] = receiver.to(path)
+    assert request.headers["Host"] == f"rebind.test:{receiver.port}"
+    assert asked == ["rebind.test"]  # resolved once; the POST did not look the name up again
+    assert attempts(sent.delivery_id)[0]["status"] == "success"
+
+
+@pytest.fixture
+def dripping_server() -> Iterator[tuple[int, list[str]]]:
+    """A server that answers one byte every 0.2 s: in the status line, or in the body."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    modes: list[str] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                return
+            with connection:
+                connection.recv(65536)
+                if modes and modes[0] == "body":
+                    connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
+                    answer = b"x" * 1000
+                else:
+                    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+                for byte in answer:
+                    try:
+                        connection.sendall(bytes([byte]))
+                    except OSError:
+                        break
+                    time.sleep(0.2)
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield listener.getsockname()[1], modes
+    listener.close()
+
+
+@pytest.mark.parametrize("mode", ["headers", "body"])
+def test_a_server_that_drips_its_answer_cannot_hold_a_worker_past_the_timeout(
+    dripping_server: tuple[int, list[str]], mode: str
+) -> None:
+    port, modes = dripping_server
+    modes.append(mode)
+    target = destination.check(f"http://127.0.0.1:{port}/drip")  # WEBHOOK_TIMEOUT is 1 s in the tests
+
+    response = sender.post(target, b"{}", {"Content-Type": "application/json"})
+
+    assert not response.ok
+    assert response.error is not None and response.error.startswith("timeout after 1 s")
+    assert response.duration_ms < 2500  # 1 s allowed; a drip of 40 bytes would take 8 s
+
+
+def test_only_the_first_bytes_of_a_huge_answer_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    size = 20 * 1024 * 1024
+
+    def serve() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            connection.recv(65536)
+            connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % size)
+            try:
+                for _ in range(size // 65536):
+                    connection.sendall(b"a" * 65536)
+            except OSError:
+                pass  # the client stopped reading: what we want
+
+    threading.Thread(target=serve, daemon=True).start()
+    target = destination.check(f"http://127.0.0.1:{listener.getsockname()[1]}/huge")
+    response = sender.post(target, b"{}", {})
+    listener.close()
+
+    assert response.ok
+    assert response.body == "a" * 65536
