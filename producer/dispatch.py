@@ -10,6 +10,7 @@ from typing import Any
 from producer import leads, subscribers
 from records.models import Subscriber
 from tasks import deliver_webhook
+from tasks.delivery import new_message
 from webhooks.errors import InvalidInput
 
 
@@ -55,13 +56,12 @@ MAX_SHOWN = 20  # refused leads listed one by one
 def enqueue(lead: Mapping[str, Any], subscriber: Subscriber) -> Enqueued:
     """Publish one delivery; its id is also the Celery task id and the webhook-id header."""
     delivery_id = str(uuid.uuid4())
-    message = {
-        "delivery_id": delivery_id,
-        "webhook": subscriber.name,
-        "url": subscriber.url,
-        "secret": subscriber.sealed_secret,  # sealed at rest, travels sealed
-        "lead": dict(lead),
-        "retry": 0,
-    }
+    message = new_message(
+        webhook=subscriber.name,
+        url=subscriber.url,
+        sealed_secret=subscriber.sealed_secret,  # sealed at rest, travels sealed
+        lead=lead,
+        delivery_id=delivery_id,
+    )
     deliver_webhook.apply_async(kwargs={"delivery": message}, task_id=delivery_id)
     return Enqueued(delivery_id, str(lead["id"]), subscriber.name)

@@ -11,8 +11,11 @@ needs, so the worker never reads the subscriber table::
       "lead": {"created_at": …, "id": …, …},   # the payload body without "retry"
       "retry": 0,                      # attempts already made (body.retry of this attempt)
       "first_failure_at": null,        # ISO 8601 time of the first failure, once there is one
-      "due_at": null                   # ISO 8601 time before which the attempt must not run
+      "due_at": null,                  # ISO 8601 time before which the attempt must not run
+      "mac": "…"                       # HMAC of all the above (webhooks.secretbox.authenticate)
     }
+
+Build one with ``new_message``; a message whose MAC does not match is refused unread.
 
 ``process`` runs one arrival of that message and returns what must happen next: nothing,
 or the message to publish again with an SQS delay (a retry, or a hop of a long wait).
@@ -29,7 +32,7 @@ from typing import Any
 import settings
 from tasks import audit, destination, payload, schedule, sender, signature
 from webhooks import secretbox
-from webhooks.errors import MalformedMessage, PermanentError, RefusedDestination
+from webhooks.errors import MalformedMessage, PermanentError, RefusedDestination, TamperedMessage
 
 log = logging.getLogger(audit.LOGGER_NAME)
 
@@ -54,6 +57,7 @@ class Delivery:
     def from_message(cls, message: object, default_id: str) -> Delivery:
         if not isinstance(message, Mapping):
             raise MalformedMessage(f"the delivery must be an object, not {type(message).__name__}")
+        secretbox.check_authentic(message)
         unknown = set(message) - _FIELDS
         if unknown:
             raise MalformedMessage(f"unknown field(s) {sorted(unknown)}; allowed: {sorted(_FIELDS)}")
@@ -81,23 +85,39 @@ class Delivery:
         )
 
     def to_message(self) -> dict[str, Any]:
-        return {
-            "delivery_id": self.delivery_id,
-            "webhook": self.webhook,
-            "url": self.url,
-            "secret": self.secret,
-            "lead": dict(self.lead),
-            "retry": self.retry,
-            "first_failure_at": _iso(self.first_failure_at),
-            "due_at": _iso(self.due_at),
-        }
+        return secretbox.authenticate(
+            {
+                "delivery_id": self.delivery_id,
+                "webhook": self.webhook,
+                "url": self.url,
+                "secret": self.secret,
+                "lead": dict(self.lead),
+                "retry": self.retry,
+                "first_failure_at": _iso(self.first_failure_at),
+                "due_at": _iso(self.due_at),
+            }
+        )
 
     @property
     def lead_id(self) -> str:
         return str(self.lead.get("id", ""))
 
 
-_FIELDS = {"delivery_id", "webhook", "url", "secret", "lead", "retry", "first_failure_at", "due_at"}
+_FIELDS = {"delivery_id", "webhook", "url", "secret", "lead", "retry", "first_failure_at", "due_at", "mac"}
+
+
+def new_message(
+    *, webhook: str, url: str, sealed_secret: str, lead: Mapping[str, Any], delivery_id: str | None = None
+) -> dict[str, Any]:
+    """The argument of ``deliver_webhook``: a first attempt, authenticated.
+
+    ``sealed_secret`` is the subscriber's secret sealed with ``webhooks.secretbox.seal``;
+    ``lead`` a lead as ``producer.leads.normalize`` returns it.
+    """
+    message: dict[str, Any] = {"webhook": webhook, "url": url, "secret": sealed_secret, "lead": dict(lead), "retry": 0}
+    if delivery_id is not None:
+        message["delivery_id"] = delivery_id
+    return secretbox.authenticate(message)
 
 
 def _moment(message: Mapping[str, Any], name: str) -> datetime | None:
@@ -127,7 +147,7 @@ def process(message: object, default_id: str, now: Callable[[], datetime] = utcn
     """Handle one arrival of a delivery message. Unexpected errors propagate to the task."""
     try:
         delivery = Delivery.from_message(message, default_id)
-    except MalformedMessage as error:
+    except (MalformedMessage, TamperedMessage) as error:
         _abandon_unreadable(message, default_id, error)
         return None
 
@@ -213,7 +233,7 @@ def _attempt(
     )
 
 
-def _abandon_unreadable(message: object, default_id: str, error: MalformedMessage) -> None:
+def _abandon_unreadable(message: object, default_id: str, error: MalformedMessage | TamperedMessage) -> None:
     """A message we cannot read is recorded (as far as it can be) and never retried."""
     fields: Mapping[str, Any] = message if isinstance(message, Mapping) else {}
     lead = fields.get("lead") if isinstance(fields.get("lead"), Mapping) else {}
@@ -226,7 +246,7 @@ def _abandon_unreadable(message: object, default_id: str, error: MalformedMessag
             retry=fields.get("retry", 0) if isinstance(fields.get("retry"), int) else 0,
             status=audit.ABANDONED,
             http_status=None,
-            error=f"malformed message: {error}",
+            error=f"{'tampered' if isinstance(error, TamperedMessage) else 'malformed'} message: {error}",
             request_headers={},
             request_body="",
             response_body=None,

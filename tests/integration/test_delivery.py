@@ -109,12 +109,13 @@ def test_producer_dispatch_returns_the_delivery_ids(worker: Worker, receiver: Re
 
 def test_deliver_webhook_delay_is_a_public_entry_point(worker: Worker, receiver: Receiver, database: str) -> None:
     from tasks import deliver_webhook
+    from tasks.delivery import new_message
     from webhooks import secretbox
 
     path = f"/ok/{unique('delay')}"
     lead = a_lead("any-shop")
     result = deliver_webhook.delay(
-        {"webhook": "by-hand", "url": receiver.url(path), "secret": secretbox.seal("s3cret"), "lead": lead}
+        new_message(webhook="by-hand", url=receiver.url(path), sealed_secret=secretbox.seal("s3cret"), lead=lead)
     )
 
     [request] = wait_for(lambda: receiver.to(path), 30, "the POST")

@@ -11,8 +11,10 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from tasks import deliver_webhook
+from tasks.delivery import new_message
 from tests.integration.conftest import attempts
 from tests.support.factories import a_lead, unique
 from tests.support.receiver import Receiver
@@ -21,14 +23,14 @@ from webhooks import secretbox
 
 
 def message(url: str, **fields: Any) -> dict[str, Any]:
-    return {
-        "delivery_id": str(uuid.uuid4()),
-        "webhook": "retries",
-        "url": url,
-        "secret": secretbox.seal("s3cret"),
-        "lead": a_lead("shop"),
-        **fields,
-    }
+    built = new_message(
+        webhook="retries",
+        url=url,
+        sealed_secret=secretbox.seal("s3cret"),
+        lead=a_lead("shop"),
+        delivery_id=str(uuid.uuid4()),
+    )
+    return secretbox.authenticate({**built, **fields})
 
 
 def epoch(naive_utc: datetime) -> float:
@@ -99,7 +101,7 @@ def test_a_duplicate_of_a_delivered_message_is_not_sent_again(worker: Worker, re
 
 def test_a_malformed_message_is_recorded_and_never_retried(worker: Worker) -> None:
     delivery_id = str(uuid.uuid4())
-    deliver_webhook.delay({"delivery_id": delivery_id, "webhook": "w", "lead": {"id": "x"}})
+    deliver_webhook.delay(secretbox.authenticate({"delivery_id": delivery_id, "webhook": "w", "lead": {"id": "x"}}))
 
     [row] = wait_for(lambda: attempts(delivery_id), 30, "the record")
     assert row["status"] == "abandoned"
@@ -107,9 +109,27 @@ def test_a_malformed_message_is_recorded_and_never_retried(worker: Worker) -> No
     assert row["next_retry_at"] is None
 
 
+def test_a_message_changed_in_transit_is_recorded_and_nothing_is_posted(worker: Worker, receiver: Receiver) -> None:
+    path = f"/ok/{unique('changed')}"
+    sent = message(receiver.url(path))
+    tampered = {**sent, "lead": {**sent["lead"], "email": "attacker@example.com"}}
+    redirected = {**message(receiver.url(path)), "url": receiver.url(f"/ok/{unique('elsewhere')}")}
+    unsigned = {key: value for key, value in message(receiver.url(path)).items() if key != "mac"}
+    for bad in (tampered, redirected, unsigned):
+        deliver_webhook.delay(bad)
+
+    for bad in (tampered, redirected, unsigned):
+        [row] = wait_for(lambda bad=bad: attempts(bad["delivery_id"]), 30, "the record")
+        assert row["status"] == "abandoned"
+        assert row["error"].startswith("tampered message")
+        assert row["request_body"] == ""
+    assert receiver.to(path) == []
+    assert receiver.to(urlsplit(redirected["url"]).path) == []
+
+
 def test_an_undecryptable_secret_is_recorded_and_nothing_is_posted(worker: Worker, receiver: Receiver) -> None:
     path = f"/ok/{unique('tampered')}"
-    other_key = [bytes(32)]
+    other_key = [bytes(32)]  # sealed under a key this worker does not have
     sent = message(receiver.url(path), secret=secretbox.seal("s3cret", other_key))
     deliver_webhook.delay(sent)
 

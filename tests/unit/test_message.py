@@ -8,9 +8,10 @@ import pytest
 
 from tasks.delivery import Delivery
 from tests.support.factories import SPEC_LEAD
-from webhooks.errors import MalformedMessage
+from webhooks import secretbox
+from webhooks.errors import MalformedMessage, TamperedMessage
 
-GOOD = {"webhook": "w", "url": "http://127.0.0.1/h", "secret": "c2VhbGVk", "lead": SPEC_LEAD}
+GOOD = secretbox.authenticate({"webhook": "w", "url": "http://127.0.0.1/h", "secret": "c2VhbGVk", "lead": SPEC_LEAD})
 
 
 def test_the_task_id_stands_in_for_a_missing_delivery_id() -> None:
@@ -20,7 +21,7 @@ def test_the_task_id_stands_in_for_a_missing_delivery_id() -> None:
 
 
 def test_a_message_survives_a_round_trip_with_its_due_time_in_utc() -> None:
-    message = {**GOOD, "delivery_id": "d", "retry": 2, "due_at": "2026-01-01T13:00:00+01:00"}
+    message = secretbox.authenticate({**GOOD, "delivery_id": "d", "retry": 2, "due_at": "2026-01-01T13:00:00+01:00"})
     delivery = Delivery.from_message(message, "x")
     assert delivery.due_at == datetime(2026, 1, 1, 12, 0, 0)
     assert Delivery.from_message(delivery.to_message(), "y") == delivery
@@ -39,5 +40,37 @@ def test_a_message_survives_a_round_trip_with_its_due_time_in_utc() -> None:
     ],
 )
 def test_a_malformed_message_is_refused_with_the_field_named(message: object, problem: str) -> None:
+    authentic = secretbox.authenticate(message) if isinstance(message, dict) else message
     with pytest.raises(MalformedMessage, match=problem):
-        Delivery.from_message(message, "x")
+        Delivery.from_message(authentic, "x")
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"url": "http://127.0.0.1/elsewhere"},
+        {"lead": {**SPEC_LEAD, "email": "x@example.com"}},
+        {"secret": "b3RoZXI="},
+        {"retry": 0, "due_at": None},
+        {"mac": "0" * 64},
+    ],
+)
+def test_a_message_changed_after_it_was_authenticated_is_refused(change: dict[str, object]) -> None:
+    with pytest.raises(TamperedMessage):
+        Delivery.from_message({**GOOD, **change}, "x")
+
+
+def test_a_message_authenticated_under_an_unknown_key_is_refused_and_an_old_key_is_accepted() -> None:
+    content = {key: value for key, value in GOOD.items() if key != "mac"}
+    with pytest.raises(TamperedMessage, match="any configured key"):
+        Delivery.from_message(secretbox.authenticate(content, [bytes(32)]), "x")
+    assert (
+        secretbox.check_authentic(secretbox.authenticate(content, [bytes(32)]), [bytes(range(1, 33)), bytes(32)])
+        is None
+    )
+
+
+def test_a_message_survives_the_json_round_trip_of_the_queue() -> None:
+    import json
+
+    assert Delivery.from_message(json.loads(json.dumps(GOOD)), "x").webhook == "w"
