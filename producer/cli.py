@@ -91,26 +91,26 @@ def list_(as_json: bool) -> None:
 
 
 @main.command()
-@click.argument("file", type=click.File("r", encoding="utf-8"), default="-")
-def dispatch(file: IO[str]) -> None:
+@click.argument("file", type=click.File("rb"), default="-")
+def dispatch(file: IO[bytes]) -> None:
     """Enqueue the leads of FILE (or stdin): a JSON object, an array, or JSON Lines."""
     raw = leads.read(file.read())
-    pairs = plan(raw)
+    planned = plan(raw)
     done = 0
     # On a terminal a large dispatch shows a bar instead of a line per delivery (unless
     # stdout is redirected, where the lines go).
-    bar = sys.stderr.isatty() and len(pairs) >= PROGRESS_FROM
+    bar = sys.stderr.isatty() and len(planned) >= PROGRESS_FROM
     lines = not (bar and sys.stdout.isatty())
-    with click.progressbar(pairs, label="enqueuing", file=sys.stderr, hidden=not bar) as progress:
+    with click.progressbar(planned, label="enqueuing", file=sys.stderr, hidden=not bar) as progress:
         try:
-            for lead, subscriber in progress:
-                item = enqueue(lead, subscriber)
+            for item in progress:
+                enqueue(item)
                 done += 1
                 if lines:
                     click.echo(f"enqueued delivery {item.delivery_id} lead {item.lead_id} to {item.webhook}")
         except BrokerError as error:
             _fail(
-                f"broker error: {_first_line(error)}\n{len(raw)} lead(s) read: {done} of {len(pairs)} deliveries "
+                f"broker error: {_first_line(error)}\n{len(raw)} lead(s) read: {done} of {len(planned)} deliveries "
                 "enqueued (listed above), the others were not"
             )
     click.echo(f"{len(raw)} lead(s) read, {done} deliveries enqueued, 0 refused", err=True)

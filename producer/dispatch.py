@@ -1,38 +1,55 @@
-"""Dispatch: one ``deliver_webhook`` message per (lead, matching subscriber)."""
+"""Dispatch: one ``deliver_webhook`` message per (lead, matching subscriber).
+
+Everything is checked before anything is published: every lead is validated and every
+message built and measured against SQS's size limit, so a refused input enqueues nothing.
+"""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import settings
 from producer import leads, subscribers
-from records.models import Subscriber
 from tasks import deliver_webhook
 from tasks.delivery import new_message
 from webhooks.errors import InvalidInput
 
+MAX_SHOWN = 20  # refused leads listed one by one
+# kombu base64-encodes the Celery message, itself holding the base64 of the JSON arguments
+# (1.78x measured), and adds its headers; retries add a few fields.
+ENCODING_GROWTH = 16 / 9
+ENVELOPE_BYTES = 4096
+
 
 @dataclass(frozen=True)
-class Enqueued:
+class Delivery:
+    """A message ready to publish, and what the user is told about it."""
+
     delivery_id: str
     lead_id: str
     webhook: str
+    message: dict[str, Any]
 
 
 def dispatch(lead: Mapping[str, Any]) -> list[str]:
     """Validate one lead and enqueue it for every matching subscriber; return the delivery ids."""
-    return [enqueued.delivery_id for enqueued in dispatch_all([lead])]
+    return [delivery.delivery_id for delivery in dispatch_all([lead])]
 
 
-def dispatch_all(raw_leads: Sequence[object]) -> list[Enqueued]:
-    """Validate every lead first (nothing is enqueued if one is refused), then enqueue them."""
-    return [enqueue(lead, subscriber) for lead, subscriber in plan(raw_leads)]
+def dispatch_all(raw_leads: Sequence[object]) -> list[Delivery]:
+    """Check every lead first (nothing is enqueued if one is refused), then enqueue them."""
+    planned = plan(raw_leads)
+    for delivery in planned:
+        enqueue(delivery)
+    return planned
 
 
-def plan(raw_leads: Sequence[object]) -> list[tuple[dict[str, Any], Subscriber]]:
-    """Every (lead, matching subscriber) pair, or InvalidInput naming every refused lead."""
+def plan(raw_leads: Sequence[object]) -> list[Delivery]:
+    """Every delivery the leads make, or InvalidInput naming every refused lead."""
     checked: list[dict[str, Any]] = []
     refused: list[str] = []
     for index, lead in enumerate(raw_leads):
@@ -40,28 +57,40 @@ def plan(raw_leads: Sequence[object]) -> list[tuple[dict[str, Any], Subscriber]]
             checked.append(leads.normalize(lead, f"lead {index}"))
         except InvalidInput as error:
             refused.append(str(error))
+    known = subscribers.all_subscribers()
+    planned: list[Delivery] = []
+    for index, lead in enumerate(checked):
+        for subscriber in subscribers.matching(lead, known):
+            delivery_id = str(uuid.uuid4())
+            message = new_message(
+                webhook=subscriber.name,
+                url=subscriber.url,
+                sealed_secret=subscriber.sealed_secret,  # sealed at rest, travels sealed
+                lead=lead,
+                delivery_id=delivery_id,
+            )
+            size = sqs_size(message)
+            if size > settings.SQS_MAX_MESSAGE_BYTES:
+                refused.append(
+                    f"lead {index}: its message would take about {size:,} bytes on SQS, above the limit of "
+                    f"{settings.SQS_MAX_MESSAGE_BYTES:,} (SQS_MAX_MESSAGE_BYTES): shorten extra_data"
+                )
+                break
+            planned.append(Delivery(delivery_id, str(lead["id"]), subscriber.name, message))
     if refused:
         shown = "\n".join(refused[:MAX_SHOWN])
         more = f"\n... and {len(refused) - MAX_SHOWN} more" if len(refused) > MAX_SHOWN else ""
         raise InvalidInput(
             f"{shown}{more}\n{len(raw_leads)} lead(s) read, {len(refused)} refused: nothing was enqueued"
         )
-    known = subscribers.all_subscribers()
-    return [(lead, subscriber) for lead in checked for subscriber in subscribers.matching(lead, known)]
+    return planned
 
 
-MAX_SHOWN = 20  # refused leads listed one by one
+def sqs_size(message: Mapping[str, Any]) -> int:
+    """The size the message takes in an SQS body, from its JSON as kombu serializes it."""
+    return int(len(json.dumps({"delivery": message})) * ENCODING_GROWTH) + ENVELOPE_BYTES
 
 
-def enqueue(lead: Mapping[str, Any], subscriber: Subscriber) -> Enqueued:
+def enqueue(delivery: Delivery) -> None:
     """Publish one delivery; its id is also the Celery task id and the webhook-id header."""
-    delivery_id = str(uuid.uuid4())
-    message = new_message(
-        webhook=subscriber.name,
-        url=subscriber.url,
-        sealed_secret=subscriber.sealed_secret,  # sealed at rest, travels sealed
-        lead=lead,
-        delivery_id=delivery_id,
-    )
-    deliver_webhook.apply_async(kwargs={"delivery": message}, task_id=delivery_id)
-    return Enqueued(delivery_id, str(lead["id"]), subscriber.name)
+    deliver_webhook.apply_async(kwargs={"delivery": delivery.message}, task_id=delivery.delivery_id)

@@ -99,16 +99,29 @@ def _normalize(lead: object) -> dict[str, Any]:
     return out
 
 
-def read(text: str) -> list[object]:
-    """Leads from JSON text: one object, an array, or JSON Lines."""
-    stripped = text.strip()
+def read(data: str | bytes) -> list[object]:
+    """Leads from JSON: one object, an array, or JSON Lines (UTF-8, standard JSON only)."""
+    if isinstance(data, bytes):
+        try:
+            data = data.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise InvalidInput(f"the input is not UTF-8 text (byte {error.start}: {error.reason})") from None
+    stripped = data.strip().lstrip("\ufeff")
     if not stripped:
         raise InvalidInput("the input holds no lead (expected a JSON object, an array, or JSON Lines)")
     try:
-        whole = json.loads(stripped)
+        whole = _loads(stripped)
     except (json.JSONDecodeError, RecursionError):
         return list(_json_lines(stripped.splitlines()))
     return whole if isinstance(whole, list) else [whole]
+
+
+def _loads(text: str) -> object:
+    return json.loads(text, parse_constant=_not_standard)
+
+
+def _not_standard(constant: str) -> object:
+    raise InvalidInput(f"{constant} is not standard JSON")
 
 
 def _json_lines(lines: Iterable[str]) -> Iterator[object]:
@@ -116,7 +129,9 @@ def _json_lines(lines: Iterable[str]) -> Iterator[object]:
         if not line.strip():
             continue
         try:
-            yield json.loads(line)
+            yield _loads(line)
+        except InvalidInput as error:
+            raise InvalidInput(f"line {number}: {error}") from None
         except (json.JSONDecodeError, RecursionError) as error:
             raise InvalidInput(f"line {number}: not JSON ({error})") from None
 

@@ -117,6 +117,9 @@ SQS_VISIBILITY_TIMEOUT: int = _integer(
 )  # s before an unacknowledged message comes back
 SQS_WAIT_TIME_SECONDS: int = _integer("SQS_WAIT_TIME_SECONDS", 10, minimum=0)  # SQS long-poll wait (0-20 s)
 SQS_POLLING_INTERVAL: float = _number("SQS_POLLING_INTERVAL", 1.0, minimum=0)  # s the worker waits after an empty poll
+SQS_MAX_MESSAGE_BYTES: int = _integer(
+    "SQS_MAX_MESSAGE_BYTES", 1_048_576, minimum=1024
+)  # the queue's MaximumMessageSize; bigger leads are refused at dispatch
 SQS_MAX_DELAY: int = _integer("SQS_MAX_DELAY", 900, minimum=1)  # longest DelaySeconds SQS accepts; longer waits hop
 
 # --- Databases ------------------------------------------------------------------------

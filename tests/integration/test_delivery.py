@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 from producer.leads import FIELDS
 from tests.integration.conftest import Cli, attempts, deliveries_json, queue_bodies, run_cli
-from tests.support.factories import a_lead, decoded_layers, unique
+from tests.support.factories import a_lead, decoded_layers, task_kwargs, unique
 from tests.support.receiver import Receiver
 from tests.support.services import Worker, wait_for
 
@@ -261,3 +261,33 @@ def test_a_large_dispatch_on_a_terminal_shows_a_progress_bar_and_a_summary(sqs, 
     assert b"enqueuing" in shown and b"100%" in shown
     assert b"120 lead(s) read, 120 deliveries enqueued, 0 refused" in shown
     assert len(ENQUEUED.findall(done.stdout.decode())) == 120  # stdout is not a terminal: the lines are kept
+
+
+def test_a_lead_too_big_for_sqs_is_refused_at_dispatch_and_nothing_is_enqueued(sqs, subscribe) -> None:
+    subscription = subscribe("http://127.0.0.1:9/never")
+    queue = unique("big")
+    small, huge = a_lead(subscription.shop), a_lead(subscription.shop, extra_data={"notes": "x" * 700_000})
+
+    done = run_cli("dispatch", input=json.dumps([small, huge]), env={"SQS_QUEUE": queue})
+
+    assert done.returncode == 1
+    assert "lead 1: its message would take about" in done.stderr
+    assert "above the limit of 1,048,576 (SQS_MAX_MESSAGE_BYTES)" in done.stderr
+    assert queue_bodies(sqs, queue) == []
+
+
+def test_the_size_estimate_is_never_below_what_sqs_receives(sqs, subscribe) -> None:
+    from producer.dispatch import sqs_size
+
+    subscription = subscribe("http://127.0.0.1:9/never")
+    queue = unique("measure")
+    lead = a_lead(subscription.shop, extra_data={"notes": "é" * 60_000, "n": list(range(5000))})
+    done = run_cli("dispatch", input=json.dumps(lead), env={"SQS_QUEUE": queue})
+    assert done.returncode == 0, done.stderr
+
+    [body] = queue_bodies(sqs, queue)
+    from webhooks import secretbox
+
+    message = task_kwargs(body)["delivery"]
+    secretbox.check_authentic(message)
+    assert len(body) <= sqs_size(message) < 1.1 * len(body)

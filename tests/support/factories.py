@@ -55,3 +55,15 @@ def decoded_layers(raw: str) -> str:
                 break
         layers.append(current)
     return "\n".join(layers)
+
+
+def task_kwargs(raw: str) -> dict[str, Any]:
+    """The keyword arguments of the Celery task inside an SQS message body."""
+    for layer in reversed(decoded_layers(raw).split("\n")):
+        try:
+            decoded = json.loads(layer)
+        except ValueError:
+            continue
+        if isinstance(decoded, list) and len(decoded) == 3:  # Celery's protocol 2: [args, kwargs, embed]
+            return dict(decoded[1])
+    raise AssertionError("no Celery task arguments in this message")

@@ -83,3 +83,13 @@ def test_read_names_the_line_that_is_not_json() -> None:
         leads.read('{"a": 1}\n{"b": \n')
     with pytest.raises(InvalidInput, match="holds no lead"):
         leads.read("  \n")
+
+
+def test_read_refuses_invalid_utf8_and_non_standard_constants() -> None:
+    with pytest.raises(InvalidInput, match="not UTF-8 text"):
+        leads.read(b'{"id": "\xff"}')
+    with pytest.raises(InvalidInput, match="NaN is not standard JSON"):
+        leads.read('{"extra_data": {"x": NaN}}')
+    with pytest.raises(InvalidInput, match="line 2: Infinity is not standard JSON"):
+        leads.read('{"a": 1}\n{"b": Infinity}\n')
+    assert leads.read("\ufeff" + json.dumps(SPEC_LEAD).encode().decode()) == [SPEC_LEAD]
