@@ -9,6 +9,9 @@ import re
 import uuid
 from urllib.parse import urlsplit
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from producer.leads import FIELDS
 from tests.integration.conftest import Cli, attempts, deliveries_json, queue_bodies, run_cli
 from tests.support.factories import a_lead, decoded_layers, task_kwargs, unique
@@ -291,3 +294,32 @@ def test_the_size_estimate_is_never_below_what_sqs_receives(sqs, subscribe) -> N
     message = task_kwargs(body)["delivery"]
     secretbox.check_authentic(message)
     assert len(body) <= sqs_size(message) < 1.1 * len(body)
+
+
+weird_text = st.text(st.characters(codec="utf-8", exclude_categories=["Cc", "Cs"]), max_size=200)
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    first_name=weird_text,
+    extra=st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | weird_text,
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(weird_text, inner, max_size=3),
+        max_leaves=20,
+    ),
+)
+def test_unusual_but_valid_leads_arrive_intact_with_valid_signatures(
+    worker: Worker, receiver: Receiver, subscribe, first_name: str, extra: object
+) -> None:
+    import producer
+
+    path = f"/ok/{unique('weird')}"
+    subscription = subscribe(receiver.url(path))
+    lead = a_lead(subscription.shop, first_name=first_name, extra_data={"value": extra})
+    [delivery_id] = producer.dispatch(lead)
+
+    [request] = wait_for(lambda: receiver.to(path), 30, "the POST")
+    expected = "sha256=" + hmac.new(subscription.secret.encode(), request.body, hashlib.sha256).hexdigest()
+    assert request.headers["X-Hub-Signature-256"] == expected
+    assert json.loads(request.body)["body"] == {**lead, "retry": 0}
+    assert request.headers["webhook-id"] == delivery_id
