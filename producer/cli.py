@@ -134,6 +134,19 @@ def deliveries(as_json: bool, limit: int) -> None:
     _table(rows, ["attempted_at", "delivery_id", "webhook", "retry", "status", "http_status", "duration_ms", "error"])
 
 
+@main.command("reencrypt-secrets")
+def reencrypt_secrets() -> None:
+    """Seal every subscriber's secret again under the first WEBHOOK_ENCRYPTION_KEY.
+
+    Rotate a key: put the new key first (WEBHOOK_ENCRYPTION_KEY=NEW,OLD) on every worker
+    and producer, run this, wait until no message sealed under OLD is in flight (the
+    retry schedule's length: 7 days by default), then drop OLD.
+    """
+    settings.check(need_key=True)
+    count = subscribers.reencrypt()
+    click.echo(f"{count} secret(s) sealed again under the first key")
+
+
 @main.group()
 def db() -> None:
     """The database schema."""

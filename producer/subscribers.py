@@ -76,3 +76,12 @@ def matching(lead: Mapping[str, Any], subscribers: Sequence[Subscriber]) -> list
         and lead["lead_type"] in subscriber.lead_types
         and lead["geolid_shop_id"] in subscriber.erp_shop_ids
     ]
+
+
+def reencrypt() -> int:
+    """Seal every stored secret again under the first key (after a key rotation); one transaction."""
+    with database.platform() as session:
+        found = list(session.scalars(select(Subscriber)))
+        for subscriber in found:
+            subscriber.sealed_secret = secretbox.seal(secretbox.unseal(subscriber.sealed_secret))
+    return len(found)

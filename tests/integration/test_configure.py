@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 
+import pytest
 from sqlalchemy import text
 
 from records import database
 from tests.integration.conftest import Cli, run_cli
 from tests.support.factories import unique
+from webhooks.errors import UndecryptableSecret
 
 
 def stored_names() -> set[str]:
@@ -134,3 +137,27 @@ def test_db_upgrade_runs_twice_without_harm(database: str) -> None:
         done = run_cli("db", "upgrade")
         assert done.returncode == 0, done.stderr
         assert "schema up to date: mysql+pymysql://root@127.0.0.1:3306/" in done.stdout
+
+
+def test_reencrypt_secrets_seals_every_secret_under_the_new_first_key(subscribe) -> None:
+    import base64
+
+    from webhooks import secretbox
+
+    subscription = subscribe("http://example.com/rotate")
+    old_key = os.environ["WEBHOOK_ENCRYPTION_KEY"]
+    new_key = base64.b64encode(bytes(range(100, 132))).decode()
+
+    done = run_cli("reencrypt-secrets", env={"WEBHOOK_ENCRYPTION_KEY": f"{new_key},{old_key}"})
+    try:
+        assert done.returncode == 0, done.stderr
+        assert "secret(s) sealed again under the first key" in done.stdout
+        with database.platform() as session:
+            sealed = session.execute(
+                text("SELECT sealed_secret FROM webhook_configs WHERE name = :name"), {"name": subscription.name}
+            ).scalar_one()
+    finally:  # the other tests' worker knows the old key only
+        assert run_cli("reencrypt-secrets", env={"WEBHOOK_ENCRYPTION_KEY": f"{old_key},{new_key}"}).returncode == 0
+    assert secretbox.unseal(sealed, [base64.b64decode(new_key)]) == subscription.secret
+    with pytest.raises(UndecryptableSecret):
+        secretbox.unseal(sealed, [base64.b64decode(old_key)])
