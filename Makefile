@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: install run test unit integration lint format bench clean
+.PHONY: install run test unit integration lint format bench soak clean
 
 install: $(VENV)/.installed
 
@@ -36,3 +36,6 @@ format: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info webhooks.sqlite3 local-secrets.json
+
+soak: install  ## leads x 3 subscribers, 30 % failures, the worker SIGKILLed at random: prints lost=0
+	$(BIN)/python -m bench.soak

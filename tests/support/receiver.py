@@ -3,11 +3,13 @@
 Its answer depends on the path, so one receiver serves every test:
 ``/ok/…`` 200, ``/fail/…`` 500, ``/redirect/…`` 302 to ``/ok/redirected``,
 ``/slow/SECONDS/…`` 200 after a pause, ``/flaky/N/…`` 500 for the first N requests
-to that path, then 200.
+to that path, then 200, ``/random/P/…`` 500 with a probability of P % after a pause of
+up to 0.3 s (seeded).
 """
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from collections import Counter
@@ -24,10 +26,11 @@ class Received:
 
 
 class Receiver:
-    def __init__(self) -> None:
+    def __init__(self, seed: int = 0) -> None:
         self.requests: list[Received] = []
         self._lock = threading.Lock()
         self._seen: Counter[str] = Counter()
+        self.random = random.Random(seed)
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -44,9 +47,15 @@ class Receiver:
                 kind = parts[0]
                 if kind == "slow":
                     time.sleep(float(parts[1]))
+                if kind == "random":
+                    time.sleep(receiver.random.uniform(0, 0.3))
                 if kind == "redirect":
                     self._answer(302, b"moved", location="/ok/redirected")
-                elif kind == "fail" or (kind == "flaky" and seen <= int(parts[1])):
+                elif (
+                    kind == "fail"
+                    or (kind == "flaky" and seen <= int(parts[1]))
+                    or (kind == "random" and receiver.random.random() * 100 < float(parts[1]))
+                ):
                     self._answer(500, b"failing on purpose")
                 else:
                     self._answer(200, b'{"received": true}')
@@ -65,7 +74,11 @@ class Receiver:
             def log_message(self, format: str, *args: object) -> None:
                 return None
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(ThreadingHTTPServer):
+            def handle_error(self, request: object, client_address: object) -> None:
+                pass  # a client that went away (a killed worker, a timeout) is not news here
+
+        self.server = Server(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
