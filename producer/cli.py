@@ -5,20 +5,19 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
 from typing import IO, Any
 
 import click
 from kombu.exceptions import OperationalError as BrokerError
-from sqlalchemy import select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 import settings
-from producer import leads, subscribers
+from producer import history, leads, subscribers
 from producer.dispatch import enqueue, plan
-from records import database, migrations
-from records.models import DeliveryAttempt
-from webhooks.errors import WebhookError
+from records import migrations
+from webhooks.errors import InvalidInput, WebhookError
 
 PROGRESS_FROM = 100  # deliveries from which a dispatch on a terminal shows a progress bar
 
@@ -116,22 +115,82 @@ def dispatch(file: IO[bytes]) -> None:
     click.echo(f"{len(raw)} lead(s) read, {done} deliveries enqueued, 0 refused", err=True)
 
 
+class _Moment(click.ParamType):  # type: ignore[type-arg]  # generic only in recent click
+    """An ISO 8601 date or time; without an offset it is taken as UTC."""
+
+    name = "DATE"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> datetime:
+        if isinstance(value, datetime):
+            return value
+        try:
+            moment = datetime.fromisoformat(str(value))
+        except ValueError:
+            self.fail(f"{value!r} is not an ISO 8601 date or time, such as 2026-11-28 or 2026-11-28T10:00:00+01:00")
+        return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
+
+
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 @click.option("--limit", default=100, show_default=True, type=click.IntRange(1), help="How many records.")
-def deliveries(as_json: bool, limit: int) -> None:
+@click.option("--webhook", help="Only this subscriber's attempts.")
+@click.option("--lead", "lead_id", help="Only this lead's attempts.")
+@click.option("--status", type=click.Choice(history.STATUSES), help="Only attempts with this outcome.")
+@click.option("--since", type=_Moment(), help="Only attempts at or after this time (ISO 8601; UTC without an offset).")
+def deliveries(
+    as_json: bool, limit: int, webhook: str | None, lead_id: str | None, status: str | None, since: datetime | None
+) -> None:
     """The audit records of delivery attempts, newest first."""
-    with database.audit() as session:
-        found = session.scalars(
-            select(DeliveryAttempt)
-            .order_by(DeliveryAttempt.attempted_at.desc(), DeliveryAttempt.id.desc())
-            .limit(limit)
-        )
-        rows = [attempt.summary() for attempt in found]
+    found = history.attempts(webhook=webhook, lead_id=lead_id, status=status, since=since, limit=limit)
+    rows = [attempt.summary() for attempt in found]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
     _table(rows, ["attempted_at", "delivery_id", "webhook", "retry", "status", "http_status", "duration_ms", "error"])
+
+
+@main.command()
+@click.argument("delivery_id")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array of the attempts.")
+def show(delivery_id: str, as_json: bool) -> None:
+    """Every attempt of DELIVERY_ID, with its request and its response."""
+    found = history.of_delivery(delivery_id)
+    if not found:
+        raise InvalidInput(f"no attempt of delivery {delivery_id!r} is recorded (see: webhooks deliveries)")
+    rows = [{**attempt.summary(), **attempt.exchange()} for attempt in found]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        click.echo(
+            f"retry {row['retry']} at {row['attempted_at']}: {row['status']}"
+            f" (HTTP {row['http_status'] if row['http_status'] is not None else '-'}, {row['duration_ms']} ms)"
+        )
+        if row["error"]:
+            click.echo(f"  error: {row['error']}")
+        click.echo(f"  POST {row['url']}")
+        for name, value in row["request_headers"].items():
+            click.echo(f"  {name}: {value}")
+        click.echo(f"  {row['request_body']}")
+        click.echo(f"  -> {row['response_body'] if row['response_body'] is not None else '(no response)'}")
+        if row["next_retry_at"]:
+            click.echo(f"  next retry at {row['next_retry_at']}")
+
+
+@main.command()
+@click.argument("name")
+def disable(name: str) -> None:
+    """Stop new deliveries to NAME (retries already scheduled still run)."""
+    subscribers.set_enabled(name, False)
+    click.echo(f"{name} disabled: it gets no new deliveries")
+
+
+@main.command()
+@click.argument("name")
+def enable(name: str) -> None:
+    """Resume deliveries to NAME."""
+    subscribers.set_enabled(name, True)
+    click.echo(f"{name} enabled")
 
 
 @main.command("reencrypt-secrets")

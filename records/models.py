@@ -81,6 +81,14 @@ class DeliveryAttempt(Base):
             "next_retry_at": _iso(self.next_retry_at) if self.next_retry_at else None,
         }
 
+    def exchange(self) -> dict[str, Any]:
+        """What was sent and what came back."""
+        return {
+            "request_headers": dict(self.request_headers),
+            "request_body": self.request_body,
+            "response_body": self.response_body,
+        }
+
 
 def _iso(moment: datetime) -> str:
     """Stored times are naive UTC; shown with their offset."""
