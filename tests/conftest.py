@@ -39,6 +39,7 @@ os.environ.update(
         "SQS_MAX_DELAY": "1",
         "WEBHOOK_RETRY_SCHEDULE": "2s,4s",
         "WEBHOOK_TIMEOUT": "1",
+        "AUDIT_CHECKPOINT_INTERVAL": "2",
         "LOG_LEVEL": "DEBUG",
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
@@ -66,6 +67,11 @@ def database() -> Iterator[str]:
     migrations.upgrade()
     yield os.environ["DATABASE_URL"]
     from records import database as db
+    from records import trail
+
+    # Every worker of the run (crashed, restarted, retrying) wrote here: the trail must still verify.
+    report = trail.verify(os.environ["DATABASE_URL"])
+    assert report.ok, report.headline()
 
     db.engine(os.environ["DATABASE_URL"]).dispose()
     mysql(f"DROP DATABASE IF EXISTS {DB_NAME}")
