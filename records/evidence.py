@@ -145,8 +145,7 @@ def collect(url: str, lead_id: str, webhook: str | None = None, now: datetime | 
                 row.delivery_id,
                 {"delivery_id": row.delivery_id, "webhook": row.webhook, "url": row.url, "attempts": []},
             )
-            sealer = _sealer(checkpoints, row.chain, row.seq)
-            delivery["attempts"].append(_attempt(row, sealer.seq if sealer else None))
+            delivery["attempts"].append(_attempt(row, chains[row.chain]["sealed_by"]))
         for delivery in deliveries.values():
             delivery["outcome"] = delivery["attempts"][-1]["record"]["status"]
 
