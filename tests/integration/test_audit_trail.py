@@ -6,6 +6,7 @@ records through the worker's logger, ``tasks.audit.record`` → ``AuditHandler``
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -13,6 +14,7 @@ import threading
 import uuid
 from datetime import timedelta
 from typing import Any
+from unittest import mock
 
 import pytest
 from sqlalchemy import select, text
@@ -246,17 +248,16 @@ def test_rows_written_before_the_chains_are_chained_by_the_upgrade_under_a_genes
     mysql(f"CREATE DATABASE {name_} CHARACTER SET utf8mb4")
     try:
         command.upgrade(migrations.config(url), "0001")
-        with records_db.session(url) as session:
-            for retry in range(3):
-                session.execute(
-                    text(
-                        "INSERT INTO delivery_attempts (delivery_id, lead_id, webhook, url, retry, status, "
-                        "http_status, error, request_headers, request_body, response_body, duration_ms, "
-                        "attempted_at, next_retry_at) VALUES ('d', 'l', 'w', 'http://x/', :retry, 'error', 500, "
-                        "'HTTP 500', '{\"webhook-id\": \"d\"}', '{}', 'no', 1234.5678, UTC_TIMESTAMP(6), NULL)"
-                    ),
-                    {"retry": retry},
-                )
+        with records_db.session(url) as session:  # 1001 rows: legacy chains hold 1000
+            session.execute(
+                text(
+                    "INSERT INTO delivery_attempts (delivery_id, lead_id, webhook, url, retry, status, "
+                    "http_status, error, request_headers, request_body, response_body, duration_ms, "
+                    "attempted_at, next_retry_at) VALUES (:d, 'l', 'w', 'http://x/', 0, 'error', 500, "
+                    "'HTTP 500', '{\"webhook-id\": \"d\"}', '{}', 'no', 1234.5678, UTC_TIMESTAMP(6), NULL)"
+                ),
+                [{"d": f"d{n}"} for n in range(1001)],
+            )
         env = {"DATABASE_URL": url, "AUDIT_DATABASE_URL": url}
         for _ in range(2):  # harmless when already up to date
             done = run_cli("db", "upgrade", env=env)
@@ -264,21 +265,31 @@ def test_rows_written_before_the_chains_are_chained_by_the_upgrade_under_a_genes
 
         with records_db.session(url) as session:
             chained = session.execute(text("SELECT id, chain, seq, prev_id FROM delivery_attempts ORDER BY id")).all()
-            [genesis] = session.execute(text("SELECT seq, kind, heads FROM audit_checkpoints")).all()
-        assert [(row.chain, row.seq) for row in chained] == [("legacy", 1), ("legacy", 2), ("legacy", 3)]
-        assert [row.prev_id for row in chained] == [None, chained[0].id, chained[1].id]
+            [genesis] = session.execute(text("SELECT seq, kind, heads, detail FROM audit_checkpoints")).all()
+        assert [(row.chain, row.seq) for row in chained[:2]] == [("legacy:1", 1), ("legacy:1", 2)]
+        assert [(row.chain, row.seq, row.prev_id) for row in chained[-2:]] == [
+            ("legacy:1", 1000, chained[-3].id),
+            ("legacy:2", 1, None),
+        ]
+        assert all(after.prev_id == before.id for before, after in itertools.pairwise(chained[:1000]))
         assert (genesis.seq, genesis.kind) == (1, "genesis")
-        assert '"seq": 3' in genesis.heads
+        assert json.loads(genesis.detail) == {"legacy_records": 1001, "legacy_chains": 2}
+        assert json.loads(genesis.heads) == {
+            "legacy:1": {"id": chained[999].id, "seq": 1000, "hash": mock.ANY},
+            "legacy:2": {"id": chained[1000].id, "seq": 1, "hash": mock.ANY},
+        }
 
         done = run_cli("audit", "verify", env=env)
         assert done.returncode == 0, done.stdout + done.stderr
-        assert done.stdout.startswith("audit trail intact: 3 records in 1 chains, 1 checkpoints")
+        assert done.stdout.startswith("audit trail intact: 1001 records in 2 chains, 1 checkpoints")
 
         with records_db.session(url) as session:
-            session.execute(text("UPDATE delivery_attempts SET status = 'success' WHERE seq = 2"))
+            session.execute(
+                text("UPDATE delivery_attempts SET status = 'success' WHERE id = :id"), {"id": chained[1].id}
+            )
         done = run_cli("audit", "verify", env=env)
         assert done.returncode == 1
-        assert f"record {chained[1].id} (chain legacy, seq 2) altered" in done.stderr
+        assert f"record {chained[1].id} (chain legacy:1, seq 2) altered" in done.stderr
     finally:
         records_db.engine(url).dispose()
         mysql(f"DROP DATABASE IF EXISTS {name_}")

@@ -1,8 +1,9 @@
 """A tamper-evident audit trail: hash chains on delivery_attempts, and audit_checkpoints.
 
-Rows written before this revision are chained here, in id order, into one chain named
-``legacy``, and sealed by the genesis checkpoint (seq 1): from this upgrade on, any change
-to them is detected; what happened to them before it cannot be.
+Rows written before this revision are chained here, in id order, into chains of at most
+LEGACY_CHAIN_LENGTH records named ``legacy:1``, ``legacy:2``… (short chains keep an evidence
+export's chain segment short), all sealed by the genesis checkpoint (seq 1): from this
+upgrade on, any change to them is detected; what happened to them before it cannot be.
 
 duration_ms becomes DOUBLE: MySQL's single-precision FLOAT does not read back the value
 that was hashed.
@@ -28,7 +29,7 @@ down_revision = "0001"
 branch_labels = None
 depends_on = None
 
-LEGACY_CHAIN = "legacy"
+LEGACY_CHAIN_LENGTH = 1000
 BATCH = 500
 
 _attempts = sa.table(
@@ -89,7 +90,7 @@ def upgrade() -> None:
         for name, kind in _NEW_COLUMNS:
             batch.add_column(sa.Column(name, kind, nullable=True))
 
-    head = _chain_existing_rows(op.get_bind())
+    heads = _chain_existing_rows(op.get_bind())
 
     with op.batch_alter_table("delivery_attempts") as batch:
         for name, kind in _NEW_COLUMNS:
@@ -98,8 +99,7 @@ def upgrade() -> None:
         batch.create_unique_constraint("uq_delivery_attempts_chain_seq", ["chain", "seq"])
 
     created_at = datetime.now(UTC).replace(tzinfo=None)
-    heads = {LEGACY_CHAIN: head} if head else {}
-    detail = {"legacy_records": head["seq"] if head else 0}
+    detail = {"legacy_records": sum(head["seq"] for head in heads.values()), "legacy_chains": len(heads)}
     digest = canonical.checkpoint_hash(1, "genesis", created_at, canonical.ZERO_HASH, heads, {}, detail)
     op.bulk_insert(
         checkpoints,
@@ -118,24 +118,26 @@ def upgrade() -> None:
     )
 
 
-def _chain_existing_rows(connection: sa.Connection) -> dict[str, Any] | None:
-    """Chain every existing row, in id order; the head of the chain (or None when there is none)."""
-    prev_id: int | None = None
-    prev_hash = canonical.ZERO_HASH
-    seq = 0
+def _chain_existing_rows(connection: sa.Connection) -> dict[str, dict[str, Any]]:
+    """Chain every existing row, in id order; the head of each legacy chain."""
+    heads: dict[str, dict[str, Any]] = {}
+    last_id = 0
+    chain, seq, prev_id, prev_hash = "", LEGACY_CHAIN_LENGTH, None, canonical.ZERO_HASH
     while True:
         rows = connection.execute(
-            sa.select(_attempts).where(_attempts.c.id > (prev_id or 0)).order_by(_attempts.c.id).limit(BATCH)
+            sa.select(_attempts).where(_attempts.c.id > last_id).order_by(_attempts.c.id).limit(BATCH)
         ).mappings()
         updates = []
         for row in rows:
+            if seq >= LEGACY_CHAIN_LENGTH:
+                chain, seq, prev_id, prev_hash = f"legacy:{len(heads) + 1}", 0, None, canonical.ZERO_HASH
             seq += 1
             content_digest = canonical.content_hash(row)
-            digest = canonical.record_hash(LEGACY_CHAIN, seq, prev_id, prev_hash, content_digest)
+            digest = canonical.record_hash(chain, seq, prev_id, prev_hash, content_digest)
             updates.append(
                 {
                     "row_id": row["id"],
-                    "chain": LEGACY_CHAIN,
+                    "chain": chain,
                     "seq": seq,
                     "prev_id": prev_id,
                     "prev_hash": prev_hash,
@@ -143,16 +145,16 @@ def _chain_existing_rows(connection: sa.Connection) -> dict[str, Any] | None:
                     "record_hash": digest,
                 }
             )
-            prev_id, prev_hash = row["id"], digest
+            prev_id, prev_hash, last_id = row["id"], digest, row["id"]
+            heads[chain] = {"id": prev_id, "seq": seq, "hash": prev_hash}
         if not updates:
-            break
+            return heads
         connection.execute(
             _attempts.update()
             .where(_attempts.c.id == sa.bindparam("row_id"))
             .values({name: sa.bindparam(name) for name, _ in _NEW_COLUMNS}),
             updates,
         )
-    return {"id": prev_id, "seq": seq, "hash": prev_hash} if seq else None
 
 
 def downgrade() -> None:
