@@ -435,6 +435,26 @@ def test_pruning_deletes_older_records_and_keeps_verify_green(audit_db: str, cli
     assert f"{name(kept[0])} missing: {name(kept[1])} comes after it" in broken(cli)
 
 
+def test_a_later_prune_forgets_the_floor_of_a_chain_gone_for_good(audit_db: str, cli: Cli) -> None:
+    gone: list[dict[str, Any]] = []
+    thread = threading.Thread(target=lambda: gone.extend(write(2)))  # a writer that never writes again
+    thread.start()
+    thread.join()
+    cutoff = trail.utcnow()
+    live = write(2)[0]["chain"]  # this thread's chain, written to again below
+    first = trail.prune(audit_db, cutoff)
+    assert set(first.checkpoint.floors) == {gone[0]["chain"]}
+
+    second = trail.prune(audit_db, trail.utcnow())  # deletes the first prune checkpoint as well
+    assert second.records == 2 and second.checkpoints == 1
+    assert set(second.checkpoint.floors) == {live}  # the other chain is forgotten: floors do not pile up
+    [after] = write(1)
+    assert (after["chain"], after["seq"]) == (live, 3)  # continues after its floor
+    result = verify(cli)
+    assert result.exit_code == 0, result.output
+    assert "1 records in 1 chains, 1 checkpoints" in result.output
+
+
 def test_prune_refuses_a_broken_trail_and_deletes_nothing(audit_db: str, cli: Cli) -> None:
     _, second = write(2)
     sql("UPDATE delivery_attempts SET retry = 7 WHERE id = :id", id=second["id"])

@@ -131,6 +131,10 @@ def test_the_evidence_of_a_delivery_that_succeeds_on_its_retry_shows_both_attemp
     assert [a["record"]["http_status"] for a in delivery["attempts"]] == [500, 200]
     assert "success after 2 attempt(s)" in text
 
+    printed = cli("evidence", lead["id"], "--json")
+    assert printed.exit_code == 0, printed.output
+    assert json.loads(printed.stdout)["deliveries"] == document["deliveries"]
+
 
 def attempts_of(lead_id: str) -> list[dict[str, Any]]:
     from sqlalchemy import select
