@@ -69,12 +69,13 @@ def database() -> Iterator[str]:
     from records import database as db
     from records import trail
 
-    # Every worker of the run (crashed, restarted, retrying) wrote here: the trail must still verify.
-    report = trail.verify(os.environ["DATABASE_URL"])
-    assert report.ok, report.headline()
-
-    db.engine(os.environ["DATABASE_URL"]).dispose()
-    mysql(f"DROP DATABASE IF EXISTS {DB_NAME}")
+    try:
+        # Every worker of the run (crashed, restarted, retrying) wrote here: the trail must still verify.
+        report = trail.verify(os.environ["DATABASE_URL"])
+        assert report.ok, report.headline()
+    finally:
+        db.engine(os.environ["DATABASE_URL"]).dispose()
+        mysql(f"DROP DATABASE IF EXISTS {DB_NAME}")
 
 
 @pytest.fixture(scope="session")
