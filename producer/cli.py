@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable, Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import IO, Any
 
 import click
@@ -16,10 +17,12 @@ from sqlalchemy.exc import SQLAlchemyError
 import settings
 from producer import history, leads, subscribers
 from producer.dispatch import enqueue, plan
-from records import migrations
-from webhooks.errors import InvalidInput, WebhookError
+from records import canonical, evidence, migrations, trail
+from webhooks.errors import InvalidInput, TrailBroken, WebhookError
 
 PROGRESS_FROM = 100  # deliveries from which a dispatch on a terminal shows a progress bar
+PROBLEMS_SHOWN = 50  # problems listed by `webhooks audit verify` (the count says how many more)
+DATES = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S.%f"]
 
 
 class _Group(click.Group):
@@ -216,6 +219,76 @@ def upgrade() -> None:
     """Create or upgrade the schema (harmless when already up to date)."""
     for url in migrations.upgrade():
         click.echo(f"schema up to date: {_without_password(url)}")
+
+
+@main.group()
+def audit() -> None:
+    """The tamper-evident audit trail: verify it, seal it, prune it."""
+
+
+@audit.command()
+@click.option(
+    "--since",
+    type=click.DateTime(DATES),
+    help="Check only the records dated from DATE (UTC) on, and every checkpoint.",
+)
+def verify(since: datetime | None) -> None:
+    """Recompute every record's hashes and chain links; exit 1 naming the first break."""
+    report = trail.verify(settings.AUDIT_DATABASE_URL, since)
+    if not report.ok:
+        problems = report.sorted_problems()
+        for problem in problems[:PROBLEMS_SHOWN]:
+            click.echo(problem.text)
+        if len(problems) > PROBLEMS_SHOWN:
+            click.echo(f"… and {len(problems) - PROBLEMS_SHOWN} more")
+        raise TrailBroken(report.headline())
+    click.echo(report.summary())
+
+
+@audit.command()
+def checkpoint() -> None:
+    """Seal the chains written since the last checkpoint now, and print the checkpoint's hash."""
+    written = trail.write_checkpoint(settings.AUDIT_DATABASE_URL)
+    assert written is not None
+    click.echo(
+        f"checkpoint #{written.seq} at {canonical.moment(written.created_at)}: {len(written.heads)} chain heads "
+        f"sealed; hash {written.record_hash}"
+    )
+
+
+@audit.command()
+@click.option(
+    "--days",
+    type=click.IntRange(1),
+    default=None,
+    help="Keep the records of the last DAYS days (default: AUDIT_RETENTION_DAYS).",
+)
+def prune(days: int | None) -> None:
+    """Delete the audit records older than the retention; the rest still verifies."""
+    keep = days or settings.AUDIT_RETENTION_DAYS
+    before = trail.utcnow() - timedelta(days=keep)
+    done = trail.prune(settings.AUDIT_DATABASE_URL, before)
+    click.echo(
+        f"pruned {done.records} records and {done.checkpoints} checkpoints dated before "
+        f"{canonical.moment(done.before)} (kept {keep} days); checkpoint #{done.checkpoint.seq} carries the trail "
+        f"on, hash {done.checkpoint.record_hash}"
+    )
+
+
+@main.command("evidence")
+@click.argument("lead_id")
+@click.option("--webhook", default=None, help="Only the deliveries to this subscriber.")
+@click.option("--out", type=click.Path(dir_okay=False, writable=True, path_type=Path), help="Write the JSON here.")
+@click.option("--json", "as_json", is_flag=True, help="Print the JSON document instead of the text.")
+def evidence_(lead_id: str, webhook: str | None, out: Path | None, as_json: bool) -> None:
+    """Everything about LEAD_ID's deliveries: the text on stdout, the checkable JSON to --out."""
+    document = evidence.collect(settings.AUDIT_DATABASE_URL, lead_id, webhook)
+    text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+    if out is not None:
+        out.write_text(text, encoding="utf-8")
+    click.echo(text if as_json else evidence.render(document), nl=not as_json)
+    if out is not None:
+        click.echo(f"evidence written to {out}", err=True)
 
 
 def _without_password(url: str) -> str:

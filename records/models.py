@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, Integer, String, Text
+from sqlalchemy import JSON, Boolean, DateTime, Float, Integer, String, Text, UniqueConstraint
 from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -13,6 +13,9 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 LongText = Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb")
 # Naive UTC with microseconds (MySQL's DATETIME keeps whole seconds by default).
 Moment = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+# MySQL's FLOAT is single precision and reads back with 6 digits: a hashed value needs DOUBLE.
+Double = Float().with_variant(mysql.DOUBLE(asdecimal=False), "mysql", "mariadb")
+Hash = String(64)  # lowercase hex SHA-256
 
 
 class Base(DeclarativeBase):
@@ -46,9 +49,14 @@ class Subscriber(Base):
 
 
 class DeliveryAttempt(Base):
-    """One row per send attempt: the proof of what was sent, when, and what came back."""
+    """One row per send attempt: the proof of what was sent, when, and what came back.
+
+    Each row is a link of a hash chain (records.canonical): one chain per writer (a worker
+    thread), numbered by ``seq``; the unique (chain, seq) keeps two writers from forking one.
+    """
 
     __tablename__ = "delivery_attempts"
+    __table_args__ = (UniqueConstraint("chain", "seq", name="uq_delivery_attempts_chain_seq"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     delivery_id: Mapped[str] = mapped_column(String(64), index=True)
@@ -62,9 +70,15 @@ class DeliveryAttempt(Base):
     request_headers: Mapped[dict[str, str]] = mapped_column(JSON)
     request_body: Mapped[str] = mapped_column(LongText)
     response_body: Mapped[str | None] = mapped_column(LongText, nullable=True)
-    duration_ms: Mapped[float] = mapped_column(Float)
+    duration_ms: Mapped[float] = mapped_column(Double)
     attempted_at: Mapped[datetime] = mapped_column(Moment, index=True)
     next_retry_at: Mapped[datetime | None] = mapped_column(Moment, nullable=True)
+    chain: Mapped[str] = mapped_column(String(64))  # the writer's chain id
+    seq: Mapped[int] = mapped_column(Integer)  # 1, 2, … within the chain
+    prev_id: Mapped[int | None] = mapped_column(Integer, nullable=True)  # id of the record before, in the chain
+    prev_hash: Mapped[str] = mapped_column(Hash)  # its record_hash (64 zeros for seq 1)
+    content_hash: Mapped[str] = mapped_column(Hash)  # SHA-256 of this record's canonical content
+    record_hash: Mapped[str] = mapped_column(Hash)  # SHA-256 of (chain, seq, prev_id, prev_hash, content_hash)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -88,6 +102,27 @@ class DeliveryAttempt(Base):
             "request_body": self.request_body,
             "response_body": self.response_body,
         }
+
+
+class AuditCheckpoint(Base):
+    """A seal over the audit trail: the head of every chain that moved, chained to the previous seal.
+
+    ``kind``: ``genesis`` (the first, written by the migration that introduced the chains),
+    ``checkpoint`` (periodic) or ``prune`` (written by ``webhooks audit prune``, whose
+    ``floors`` carry each chain past the records it deleted).
+    """
+
+    __tablename__ = "audit_checkpoints"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, unique=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(Moment, index=True)
+    prev_hash: Mapped[str] = mapped_column(Hash)
+    heads: Mapped[dict[str, Any]] = mapped_column(JSON)  # chain -> {"id", "seq", "hash"} of its last record
+    floors: Mapped[dict[str, Any]] = mapped_column(JSON)  # chain -> {"id", "seq", "hash"} of its last deleted record
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON)  # counts, prune cutoff, checkpoint floor
+    record_hash: Mapped[str] = mapped_column(Hash)
 
 
 def _iso(moment: datetime) -> str:

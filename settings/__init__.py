@@ -129,6 +129,12 @@ DATABASE_URL: str = _text(
 AUDIT_DATABASE_URL: str = _text(
     "AUDIT_DATABASE_URL", DATABASE_URL
 )  # where the audit records go (defaults to DATABASE_URL)
+AUDIT_RETENTION_DAYS: int = _integer(
+    "AUDIT_RETENTION_DAYS", 365, minimum=1
+)  # days of audit records `webhooks audit prune` keeps
+AUDIT_CHECKPOINT_INTERVAL: int = _integer(
+    "AUDIT_CHECKPOINT_INTERVAL", 300, minimum=0
+)  # s between a worker's audit checkpoints (0: none)
 
 # --- Secrets --------------------------------------------------------------------------
 WEBHOOK_ENCRYPTION_KEY: str = os.environ.get(

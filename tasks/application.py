@@ -53,6 +53,16 @@ def _check_settings(**_: Any) -> None:
 audit.configure()
 
 
+@signals.worker_ready.connect
+def _start_checkpoints(**_: Any) -> None:
+    audit.start_checkpoints()
+
+
+@signals.worker_shutdown.connect
+def _stop_checkpoints(**_: Any) -> None:
+    audit.stop_checkpoints()
+
+
 @app.task(bind=True, name="tasks.deliver_webhook", max_retries=None)
 def deliver_webhook(self: Task, delivery: dict[str, Any]) -> None:
     """Deliver one lead to one subscriber (the message is described in tasks.delivery).

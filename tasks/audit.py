@@ -5,19 +5,24 @@ handlers: a stream handler on stdout and ``AuditHandler``, which writes one
 ``delivery_attempts`` row for each log record that carries an ``attempt``. Unlike most
 logging handlers, ``AuditHandler`` lets a database error propagate to the caller: the
 task then does not acknowledge its message, so no attempt goes unrecorded.
+
+Each row is appended to the hash chain of the writing thread (records.trail): still one
+INSERT, no lock shared with other threads or workers. A worker also seals the chains
+every ``AUDIT_CHECKPOINT_INTERVAL`` seconds (``Checkpointer``), off the delivery path.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+import threading
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
 from sqlalchemy import select
 
 import settings
-from records import database
+from records import database, trail
 from records.models import DeliveryAttempt
 
 LOGGER_NAME = "webhooks.delivery"
@@ -69,8 +74,7 @@ class AuditHandler(logging.Handler):
         attempt = getattr(record, "attempt", None)
         if not isinstance(attempt, Attempt):
             return
-        with database.audit() as session:
-            session.add(DeliveryAttempt(**asdict(attempt)))
+        trail.append(settings.AUDIT_DATABASE_URL, asdict(attempt))
         # No try/except here: logging.Handler.handle lets emit's errors through to the task.
 
 
@@ -102,3 +106,51 @@ def already_delivered(delivery_id: str) -> bool:
             .limit(1)
         )
     return found is not None
+
+
+class Checkpointer(threading.Thread):
+    """Seals the audit chains every ``interval`` seconds, in the background of a worker.
+
+    Several workers may run one each: a checkpoint is skipped when another was written in
+    the last half interval, or when nothing was written since the last one. A failure is
+    logged and tried again at the next tick; it never touches a delivery.
+    """
+
+    def __init__(self, interval: float) -> None:
+        super().__init__(name="audit-checkpointer", daemon=True)
+        self.interval = interval
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(self.interval):
+            try:
+                written = trail.write_checkpoint(
+                    settings.AUDIT_DATABASE_URL, min_age=self.interval / 2, only_if_changed=True
+                )
+            except Exception as error:
+                log.warning("audit checkpoint failed (tried again in %g s): %s", self.interval, error)
+                continue
+            if written is not None:
+                log.debug("audit checkpoint #%d: %d chain heads sealed", written.seq, len(written.heads))
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.join(5)
+
+
+_checkpointer: Checkpointer | None = None
+
+
+def start_checkpoints() -> None:
+    """Start this process's checkpointer (once; not at all when AUDIT_CHECKPOINT_INTERVAL is 0)."""
+    global _checkpointer
+    if _checkpointer is None and settings.AUDIT_CHECKPOINT_INTERVAL > 0:
+        _checkpointer = Checkpointer(settings.AUDIT_CHECKPOINT_INTERVAL)
+        _checkpointer.start()
+
+
+def stop_checkpoints() -> None:
+    global _checkpointer
+    if _checkpointer is not None:
+        _checkpointer.stop()
+        _checkpointer = None

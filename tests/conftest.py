@@ -42,6 +42,7 @@ os.environ.update(
         "WEBHOOK_RETRY_SCHEDULE": "2s,4s",
         "WEBHOOK_TIMEOUT": "1",
         "WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8",
+        "AUDIT_CHECKPOINT_INTERVAL": "2",
         "LOG_LEVEL": "DEBUG",
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
@@ -103,9 +104,15 @@ def database() -> Iterator[str]:
     migrations.upgrade()
     yield os.environ["DATABASE_URL"]
     from records import database as db
+    from records import trail
 
-    db.engine(os.environ["DATABASE_URL"]).dispose()
-    mysql(f"DROP DATABASE IF EXISTS {DB_NAME}")
+    try:
+        # Every worker of the run (crashed, restarted, retrying) wrote here: the trail must still verify.
+        report = trail.verify(os.environ["DATABASE_URL"])
+        assert report.ok, report.headline()
+    finally:
+        db.engine(os.environ["DATABASE_URL"]).dispose()
+        mysql(f"DROP DATABASE IF EXISTS {DB_NAME}")
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,8 @@
     WebhookError
     ├── ConfigurationError      a setting is missing or malformed (raised at start)
     ├── InvalidInput            bad input from a user: a lead, a subscriber, a CLI option
+    ├── AuditError              the audit trail cannot be used as asked (no genesis checkpoint…)
+    │   └── TrailBroken         an altered, inserted or missing audit record or checkpoint
     ├── RetryableError          a delivery attempt failed, a later attempt may succeed
     │   └── DeliveryFailed      non-2xx, timeout, connection error, redirect
     └── PermanentError          retrying cannot help: record it and acknowledge the message
@@ -27,6 +29,14 @@ class ConfigurationError(WebhookError):
 
 class InvalidInput(WebhookError):
     """Input from a user (a lead, a subscriber, an option) is refused."""
+
+
+class AuditError(WebhookError):
+    """The audit trail cannot be read, sealed or pruned as asked."""
+
+
+class TrailBroken(AuditError):
+    """The audit trail does not verify: a record or a checkpoint was altered, inserted or removed."""
 
 
 class RetryableError(WebhookError):

@@ -4,14 +4,15 @@ import json
 import os
 import re
 import subprocess
-from collections.abc import Callable, Sequence
+import uuid
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
 
-from tests.support.services import BIN, ROOT
+from tests.support.services import BIN, ROOT, mysql
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -59,6 +60,28 @@ def subscribe(cli: Cli) -> Callable[..., Subscription]:
         return Subscription(name, match.group(1), shop, url)
 
     return make
+
+
+@pytest.fixture
+def audit_db(database: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """An audit database of this test's own, at the newest schema, set as AUDIT_DATABASE_URL.
+
+    Tests that tamper with the trail use one, so the session's database stays intact.
+    """
+    from alembic import command
+
+    import settings
+    from records import database as db
+    from records import migrations
+
+    name = f"{database.rsplit('/', 1)[1]}_a{uuid.uuid4().hex[:8]}"
+    url = f"mysql+pymysql://root@127.0.0.1:3306/{name}"
+    mysql(f"CREATE DATABASE {name} CHARACTER SET utf8mb4")
+    command.upgrade(migrations.config(url), "head")
+    monkeypatch.setattr(settings, "AUDIT_DATABASE_URL", url)
+    yield url
+    db.engine(url).dispose()
+    mysql(f"DROP DATABASE IF EXISTS {name}")
 
 
 def run_cli(

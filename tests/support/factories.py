@@ -67,3 +67,30 @@ def task_kwargs(raw: str) -> dict[str, Any]:
         if isinstance(decoded, list) and len(decoded) == 3:  # Celery's protocol 2: [args, kwargs, embed]
             return dict(decoded[1])
     raise AssertionError("no Celery task arguments in this message")
+
+
+def an_attempt(**fields: Any) -> Any:
+    """A delivery attempt as the worker records it (tasks.audit.Attempt), dated now."""
+    from datetime import UTC, datetime
+
+    from tasks.audit import Attempt
+
+    delivery_id = fields.pop("delivery_id", str(uuid.uuid4()))
+    values: dict[str, Any] = {
+        "delivery_id": delivery_id,
+        "lead_id": str(uuid.uuid4()),
+        "webhook": "audited",
+        "url": "http://127.0.0.1:9/audited",
+        "retry": 0,
+        "status": "success",
+        "http_status": 200,
+        "error": None,
+        "request_headers": {"Content-Type": "application/json", "webhook-id": delivery_id},
+        "request_body": json.dumps({"body": {"retry": 0, "city": "La Clusaz"}}, separators=(",", ":")),
+        "response_body": '{"received": true}',
+        "duration_ms": 12.3456,
+        "attempted_at": datetime.now(UTC).replace(tzinfo=None),
+        "next_retry_at": None,
+        **fields,
+    }
+    return Attempt(**values)

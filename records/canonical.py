@@ -1,0 +1,160 @@
+"""The canonical form of audit records and checkpoints, and their SHA-256 hashes (format 1).
+
+Pure functions, no database: the writer, ``webhooks audit verify`` and the evidence
+export all hash through here, and a third party can redo it from ``SPEC`` alone.
+
+A delivery attempt has two hashes:
+
+- ``content_hash`` = SHA-256 of the canonical JSON of its content (what was sent, when,
+  what came back): ``{"type": "delivery_attempt/1", "delivery_id": …, …}``;
+- ``record_hash`` = SHA-256 of the canonical JSON of its link in its chain:
+  ``{"type": "link/1", "chain", "seq", "prev_id", "prev_hash", "content_hash"}``.
+
+So a chain can be checked from the links alone (without the other leads' data), and
+a record's content from its ``content_hash``. A checkpoint hashes
+``{"type": "checkpoint/1", "seq", "kind", "created_at", "prev_hash", "heads", "floors", "detail"}``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+# prev_hash of the first record of a chain and of the first checkpoint
+ZERO_HASH = "0" * 64
+
+CONTENT_TYPE = "delivery_attempt/1"
+LINK_TYPE = "link/1"
+CHECKPOINT_TYPE = "checkpoint/1"
+
+# The content of a delivery attempt, in the order of the table (the JSON is sorted anyway).
+CONTENT_FIELDS = (
+    "delivery_id",
+    "lead_id",
+    "webhook",
+    "url",
+    "retry",
+    "status",
+    "http_status",
+    "error",
+    "request_headers",
+    "request_body",
+    "response_body",
+    "duration_ms",
+    "attempted_at",
+    "next_retry_at",
+)
+LINK_FIELDS = ("chain", "seq", "prev_id", "prev_hash", "content_hash")
+CHECKPOINT_FIELDS = ("seq", "kind", "created_at", "prev_hash", "heads", "floors", "detail")
+
+SPEC = """\
+Canonical form (format 1). A value is serialized as JSON with its object keys sorted,
+no whitespace (separators "," and ":"), non-ASCII characters kept as UTF-8 (not \\u-escaped),
+then encoded as UTF-8: in Python, json.dumps(value, sort_keys=True, separators=(",", ":"),
+ensure_ascii=False).encode("utf-8"). Hashes are lowercase hex SHA-256 of those bytes.
+Times are UTC strings "YYYY-MM-DDTHH:MM:SS.ffffffZ" (always six fractional digits);
+duration_ms is a string with exactly three decimals ("12.345"); absent values are null;
+request_headers is an object of strings; retry, seq, prev_id and http_status are integers.
+content_hash = SHA-256(canonical({"type": "delivery_attempt/1", delivery_id, lead_id, webhook,
+  url, retry, status, http_status, error, request_headers, request_body, response_body,
+  duration_ms, attempted_at, next_retry_at})).
+record_hash  = SHA-256(canonical({"type": "link/1", chain, seq, prev_id, prev_hash, content_hash})).
+The first record of a chain has seq 1, prev_id null and prev_hash "000…0" (64 zeros); each
+next record has seq + 1, the id and record_hash of the one before it.
+checkpoint hash = SHA-256(canonical({"type": "checkpoint/1", seq, kind, created_at, prev_hash,
+  heads, floors, detail})); heads maps a chain to {"id", "seq", "hash"} of its last record
+  at that time; checkpoints form one chain of their own (seq 1, 2, … and prev_hash).
+"""
+
+
+def canonical(value: Any) -> bytes:
+    """The canonical bytes of a JSON value (see ``SPEC``)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def moment(value: datetime | None) -> str | None:
+    """A stored time (naive UTC, or aware) as ``YYYY-MM-DDTHH:MM:SS.ffffffZ``."""
+    if value is None:
+        return None
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def duration(value: float) -> str:
+    """Milliseconds with exactly three decimals: a float's digits survive no database unchanged."""
+    return f"{value:.3f}"
+
+
+def content(fields: Mapping[Any, Any]) -> dict[str, Any]:
+    """The canonical content of an attempt, from its column values (a row, or the writer's values)."""
+    values: dict[str, Any] = {"type": CONTENT_TYPE}
+    for name in CONTENT_FIELDS:
+        value = fields[name]
+        if name in ("attempted_at", "next_retry_at"):
+            value = moment(value)
+        elif name == "duration_ms":
+            value = duration(value)
+        elif name == "request_headers":
+            value = {str(key): str(item) for key, item in (value or {}).items()}
+        values[name] = value
+    return values
+
+
+def content_hash(fields: Mapping[Any, Any]) -> str:
+    return sha256(canonical(content(fields)))
+
+
+def link(chain: str, seq: int, prev_id: int | None, prev_hash: str, content_digest: str) -> dict[str, Any]:
+    return {
+        "type": LINK_TYPE,
+        "chain": chain,
+        "seq": seq,
+        "prev_id": prev_id,
+        "prev_hash": prev_hash,
+        "content_hash": content_digest,
+    }
+
+
+def record_hash(chain: str, seq: int, prev_id: int | None, prev_hash: str, content_digest: str) -> str:
+    return sha256(canonical(link(chain, seq, prev_id, prev_hash, content_digest)))
+
+
+def checkpoint(
+    seq: int,
+    kind: str,
+    created_at: datetime,
+    prev_hash: str,
+    heads: Mapping[str, Any],
+    floors: Mapping[str, Any],
+    detail: Mapping[str, Any],
+) -> dict[str, Any]:
+    return {
+        "type": CHECKPOINT_TYPE,
+        "seq": seq,
+        "kind": kind,
+        "created_at": moment(created_at),
+        "prev_hash": prev_hash,
+        "heads": dict(heads),
+        "floors": dict(floors),
+        "detail": dict(detail),
+    }
+
+
+def checkpoint_hash(
+    seq: int,
+    kind: str,
+    created_at: datetime,
+    prev_hash: str,
+    heads: Mapping[str, Any],
+    floors: Mapping[str, Any],
+    detail: Mapping[str, Any],
+) -> str:
+    return sha256(canonical(checkpoint(seq, kind, created_at, prev_hash, heads, floors, detail)))
