@@ -108,58 +108,61 @@ def _keys(name: str) -> tuple[bytes, ...]:
     return tuple(keys)
 
 
+_STATE_HOME = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
+
 # --- Broker (Amazon SQS through kombu) ------------------------------------------------
-BROKER_URL: str = _text("BROKER_URL", "sqs://")  # sqs://KEY:SECRET@HOST:PORT for an emulator; sqs:// on AWS
-SQS_REGION: str = _text("SQS_REGION", "us-east-1")  # AWS region of the queue (also used to sign requests)
-SQS_QUEUE: str = _text("SQS_QUEUE", "webhooks")  # name of the SQS queue the deliveries go through
-SQS_VISIBILITY_TIMEOUT: int = _integer(
-    "SQS_VISIBILITY_TIMEOUT", 900, minimum=1
-)  # s before an unacknowledged message comes back
-SQS_WAIT_TIME_SECONDS: int = _integer("SQS_WAIT_TIME_SECONDS", 10, minimum=0)  # SQS long-poll wait (0-20 s)
-SQS_POLLING_INTERVAL: float = _number("SQS_POLLING_INTERVAL", 1.0, minimum=0)  # s the worker waits after an empty poll
-SQS_MAX_MESSAGE_BYTES: int = _integer(
-    "SQS_MAX_MESSAGE_BYTES", 1_048_576, minimum=1024
-)  # the queue's MaximumMessageSize; bigger leads are refused at dispatch
-SQS_MAX_DELAY: int = _integer("SQS_MAX_DELAY", 900, minimum=1)  # longest DelaySeconds SQS accepts; longer waits hop
+# sqs://KEY:SECRET@HOST:PORT for an emulator; sqs:// on AWS
+BROKER_URL: str = _text("BROKER_URL", "sqs://")
+# AWS region of the queue (also used to sign requests)
+SQS_REGION: str = _text("SQS_REGION", "us-east-1")
+# name of the SQS queue the deliveries go through
+SQS_QUEUE: str = _text("SQS_QUEUE", "webhooks")
+# s before an unacknowledged message comes back
+SQS_VISIBILITY_TIMEOUT: int = _integer("SQS_VISIBILITY_TIMEOUT", 900, minimum=1)
+# SQS long-poll wait (0-20 s)
+SQS_WAIT_TIME_SECONDS: int = _integer("SQS_WAIT_TIME_SECONDS", 10, minimum=0)
+# s the worker waits after an empty poll
+SQS_POLLING_INTERVAL: float = _number("SQS_POLLING_INTERVAL", 1.0, minimum=0)
+# the queue's MaximumMessageSize; bigger leads are refused at dispatch
+SQS_MAX_MESSAGE_BYTES: int = _integer("SQS_MAX_MESSAGE_BYTES", 1_048_576, minimum=1024)
+# longest DelaySeconds SQS accepts; longer waits hop
+SQS_MAX_DELAY: int = _integer("SQS_MAX_DELAY", 900, minimum=1)
 
 # --- Databases ------------------------------------------------------------------------
-DATABASE_URL: str = _text(
-    "DATABASE_URL", "sqlite:///webhooks.sqlite3"
-)  # SQLAlchemy URL; MySQL: mysql+pymysql://user:pw@host/db
-AUDIT_DATABASE_URL: str = _text(
-    "AUDIT_DATABASE_URL", DATABASE_URL
-)  # where the audit records go (defaults to DATABASE_URL)
-AUDIT_RETENTION_DAYS: int = _integer(
-    "AUDIT_RETENTION_DAYS", 365, minimum=1
-)  # days of audit records `webhooks audit prune` keeps
-AUDIT_CHECKPOINT_INTERVAL: int = _integer(
-    "AUDIT_CHECKPOINT_INTERVAL", 300, minimum=0
-)  # s between a worker's audit checkpoints (0: none)
+# SQLAlchemy URL; MySQL: mysql+pymysql://user:pw@host/db
+DATABASE_URL: str = _text("DATABASE_URL", "sqlite:///webhooks.sqlite3")
+# where the audit records go (defaults to DATABASE_URL)
+AUDIT_DATABASE_URL: str = _text("AUDIT_DATABASE_URL", DATABASE_URL)
+# where a worker keeps attempts while the audit database is down (tasks.spool)
+AUDIT_SPOOL_DIR: str = _text("AUDIT_SPOOL_DIR", os.path.join(_STATE_HOME, "lead-webhooks", "audit-spool"))
+# days of audit records `webhooks audit prune` keeps
+AUDIT_RETENTION_DAYS: int = _integer("AUDIT_RETENTION_DAYS", 365, minimum=1)
+# s between a worker's audit checkpoints (0: none)
+AUDIT_CHECKPOINT_INTERVAL: int = _integer("AUDIT_CHECKPOINT_INTERVAL", 300, minimum=0)
 
 # --- Secrets --------------------------------------------------------------------------
-WEBHOOK_ENCRYPTION_KEY: str = os.environ.get(
-    "WEBHOOK_ENCRYPTION_KEY", ""
-).strip()  # base64 of 32 random bytes (required)
-ENCRYPTION_KEYS: tuple[bytes, ...] = _keys("WEBHOOK_ENCRYPTION_KEY")  # decoded form of the above
+# base64 of 32 random bytes (required)
+WEBHOOK_ENCRYPTION_KEY: str = os.environ.get("WEBHOOK_ENCRYPTION_KEY", "").strip()
+# decoded form of the above
+ENCRYPTION_KEYS: tuple[bytes, ...] = _keys("WEBHOOK_ENCRYPTION_KEY")
 
 # --- Delivery -------------------------------------------------------------------------
-WEBHOOK_TIMEOUT: float = _number(
-    "WEBHOOK_TIMEOUT", 10.0, minimum=0.1
-)  # s allowed to connect, and again to read the answer
-WEBHOOK_RESPONSE_MAX_BYTES: int = _integer(
-    "WEBHOOK_RESPONSE_MAX_BYTES", 65536, minimum=0
-)  # response bytes kept in the audit
-WEBHOOK_USER_AGENT: str = _text("WEBHOOK_USER_AGENT", "lead-webhooks/0.1")  # User-Agent header of every delivery
-WEBHOOK_ALLOWED_NETWORKS: str = _text(
-    "WEBHOOK_ALLOWED_NETWORKS", ""
-)  # CIDRs webhooks may reach despite the SSRF guard (empty: public addresses only)
-ALLOWED_NETWORKS = _networks("WEBHOOK_ALLOWED_NETWORKS")  # parsed form of the above
-WEBHOOK_RETRY_SCHEDULE: tuple[int, ...] = _schedule(
-    "WEBHOOK_RETRY_SCHEDULE", "10m,1h,3h,1d,2d,3d,4d,5d,6d,7d"
-)  # retry offsets from the first failure (units s, m, h, d)
+# s allowed to connect, and again to read the answer
+WEBHOOK_TIMEOUT: float = _number("WEBHOOK_TIMEOUT", 10.0, minimum=0.1)
+# response bytes kept in the audit
+WEBHOOK_RESPONSE_MAX_BYTES: int = _integer("WEBHOOK_RESPONSE_MAX_BYTES", 65536, minimum=0)
+# User-Agent header of every delivery
+WEBHOOK_USER_AGENT: str = _text("WEBHOOK_USER_AGENT", "lead-webhooks/0.1")
+# CIDRs webhooks may reach despite the SSRF guard (empty: public addresses only)
+WEBHOOK_ALLOWED_NETWORKS: str = _text("WEBHOOK_ALLOWED_NETWORKS", "")
+# parsed form of the above
+ALLOWED_NETWORKS = _networks("WEBHOOK_ALLOWED_NETWORKS")
+# retry offsets from the first failure (units s, m, h, d)
+WEBHOOK_RETRY_SCHEDULE: tuple[int, ...] = _schedule("WEBHOOK_RETRY_SCHEDULE", "10m,1h,3h,1d,2d,3d,4d,5d,6d,7d")
 
 # --- Logging --------------------------------------------------------------------------
-LOG_LEVEL: str = _text("LOG_LEVEL", "INFO").upper()  # level of the delivery logger on stdout
+# level of the delivery logger on stdout
+LOG_LEVEL: str = _text("LOG_LEVEL", "INFO").upper()
 if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
     _problems.append(f"LOG_LEVEL={LOG_LEVEL!r}: allowed values are DEBUG, INFO, WARNING, ERROR")
     LOG_LEVEL = "INFO"

@@ -13,17 +13,21 @@ every ``AUDIT_CHECKPOINT_INTERVAL`` seconds (``Checkpointer``), off the delivery
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 import threading
 from dataclasses import asdict, dataclass
 from datetime import datetime
+from pathlib import Path
 
 from sqlalchemy import select
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 import settings
 from records import database, trail
 from records.models import DeliveryAttempt
+from tasks.spool import Spool
 
 LOGGER_NAME = "webhooks.delivery"
 log = logging.getLogger(LOGGER_NAME)
@@ -68,14 +72,59 @@ class Attempt:
 
 
 class AuditHandler(logging.Handler):
-    """Writes the ``attempt`` of a log record to the audit table; other records are ignored."""
+    """Writes the ``attempt`` of a log record to the audit trail; other records are ignored.
+
+    While the audit database cannot be reached, the attempt goes to the local spool
+    (tasks.spool) instead, and the spool is drained as soon as the database answers.
+    Any other error propagates to the task (logging.Handler.handle does not catch it).
+    """
 
     def emit(self, record: logging.LogRecord) -> None:
         attempt = getattr(record, "attempt", None)
         if not isinstance(attempt, Attempt):
             return
-        trail.append(settings.AUDIT_DATABASE_URL, asdict(attempt))
-        # No try/except here: logging.Handler.handle lets emit's errors through to the task.
+        fields = asdict(attempt)
+        try:
+            drain_spool()
+            trail.append(settings.AUDIT_DATABASE_URL, fields)
+        except (OperationalError, InterfaceError) as error:
+            if not out_of_reach(error):
+                raise
+            spool().keep(fields)
+            notices.warning("audit database unreachable, attempt kept in %s: %s", spool().directory, _short(error))
+
+
+notices = logging.getLogger("webhooks.audit")  # about the audit itself (not attempts)
+
+
+@functools.cache
+def spool() -> Spool:
+    return Spool(Path(settings.AUDIT_SPOOL_DIR))
+
+
+def drain_spool() -> int:
+    """Write the spooled attempts to the trail (nothing to do, mostly); database errors propagate."""
+    written = spool().drain(lambda fields: trail.append(settings.AUDIT_DATABASE_URL, fields))
+    if written:
+        notices.warning("audit database back: %d spooled attempt(s) written", written)
+    return written
+
+
+# MySQL client errors that mean "no server to talk to": can't connect (local, TCP), unknown
+# host, server gone away, lost connection, lost connection at handshake.
+_UNREACHABLE = {2002, 2003, 2005, 2006, 2013, 2055}
+
+
+def out_of_reach(error: OperationalError | InterfaceError) -> bool:
+    """True when the error says the database cannot be reached (not that a statement failed)."""
+    if error.connection_invalidated:
+        return True
+    code = error.orig.args[0] if error.orig is not None and error.orig.args else None
+    return code in _UNREACHABLE
+
+
+def _short(error: BaseException) -> str:
+    return str(error).splitlines()[0][:200]
 
 
 def configure() -> logging.Logger:
@@ -98,13 +147,23 @@ def record(attempt: Attempt) -> None:
 
 
 def already_delivered(delivery_id: str) -> bool:
-    """True when an attempt of this delivery already succeeded (a duplicate SQS delivery)."""
-    with database.audit() as session:
-        found = session.scalar(
-            select(DeliveryAttempt.id)
-            .where(DeliveryAttempt.delivery_id == delivery_id, DeliveryAttempt.status == SUCCESS)
-            .limit(1)
+    """True when an attempt of this delivery already succeeded (a duplicate SQS delivery).
+
+    Without the audit database the answer is False: sending twice (receivers drop a
+    repeated webhook-id) is better than not sending.
+    """
+    try:
+        with database.audit() as session:
+            found = session.scalar(
+                select(DeliveryAttempt.id)
+                .where(DeliveryAttempt.delivery_id == delivery_id, DeliveryAttempt.status == SUCCESS)
+                .limit(1)
+            )
+    except (OperationalError, InterfaceError) as error:
+        notices.warning(
+            "audit database unreachable, delivery %s not checked for duplicates: %s", delivery_id, _short(error)
         )
+        return False
     return found is not None
 
 
@@ -124,6 +183,7 @@ class Checkpointer(threading.Thread):
     def run(self) -> None:
         while not self.stopped.wait(self.interval):
             try:
+                drain_spool()  # spooled attempts first: a checkpoint must seal them
                 written = trail.write_checkpoint(
                     settings.AUDIT_DATABASE_URL, min_age=self.interval / 2, only_if_changed=True
                 )

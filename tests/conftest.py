@@ -12,6 +12,7 @@ import base64
 import ipaddress
 import os
 import socket
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -42,6 +43,7 @@ os.environ.update(
         "WEBHOOK_RETRY_SCHEDULE": "2s,4s",
         "WEBHOOK_TIMEOUT": "1",
         "WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8",
+        "AUDIT_SPOOL_DIR": tempfile.mkdtemp(prefix="webhooks-test-spool-"),
         "AUDIT_CHECKPOINT_INTERVAL": "2",
         "LOG_LEVEL": "DEBUG",
         "AWS_ACCESS_KEY_ID": "testing",
