@@ -25,8 +25,9 @@ def secrets() -> dict[str, str]:
 
 
 def verify(secret: str, body: bytes, header: str) -> bool:
+    """True when one of the header's signatures (two during a secret rotation) is ours."""
     expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, header)
+    return any(hmac.compare_digest(expected, signature.strip()) for signature in header.split(","))
 
 
 class Handler(BaseHTTPRequestHandler):

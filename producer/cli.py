@@ -17,6 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 import settings
 from producer import history, leads, subscribers
 from producer.dispatch import enqueue, plan
+from producer.dispatch import redeliver as redeliver_delivery
 from records import canonical, evidence, migrations, trail
 from webhooks.errors import InvalidInput, TrailBroken, WebhookError
 
@@ -194,6 +195,33 @@ def enable(name: str) -> None:
     """Resume deliveries to NAME."""
     subscribers.set_enabled(name, True)
     click.echo(f"{name} enabled")
+
+
+@main.command()
+@click.argument("delivery_id")
+def redeliver(delivery_id: str) -> None:
+    """Send DELIVERY_ID's lead again: a new delivery, with a new retry cycle, to the
+    subscriber's current URL, recorded as a redelivery of the original."""
+    settings.check(need_key=True)
+    delivery = redeliver_delivery(delivery_id)
+    click.echo(
+        f"enqueued delivery {delivery.delivery_id} lead {delivery.lead_id} to {delivery.webhook}"
+        f" (redelivery of {delivery_id})"
+    )
+
+
+@main.command("rotate-secret")
+@click.argument("name")
+def rotate_secret(name: str) -> None:
+    """Give NAME a new secret; the old one keeps signing beside it for WEBHOOK_SECRET_GRACE."""
+    settings.check(need_key=True)
+    secret, until = subscribers.rotate_secret(name, settings.WEBHOOK_SECRET_GRACE)
+    click.echo(f'New secret for {name}: "{secret}"')
+    click.echo(
+        f"Until {until.isoformat(timespec='seconds')}+00:00 each request carries two signatures, the new secret's "
+        "first (X-Hub-Signature-256: sha256=<new>,sha256=<old>); then only the new one.",
+        err=True,
+    )
 
 
 @main.command("reencrypt-secrets")

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import settings
-from producer import leads, subscribers
+from producer import history, leads, subscribers
+from records.models import Subscriber
 from tasks import deliver_webhook
 from tasks.delivery import new_message
 from webhooks.errors import InvalidInput
@@ -62,13 +63,7 @@ def plan(raw_leads: Sequence[object]) -> list[Delivery]:
     for index, lead in enumerate(checked):
         for subscriber in subscribers.matching(lead, known):
             delivery_id = str(uuid.uuid4())
-            message = new_message(
-                webhook=subscriber.name,
-                url=subscriber.url,
-                sealed_secret=subscriber.sealed_secret,  # sealed at rest, travels sealed
-                lead=lead,
-                delivery_id=delivery_id,
-            )
+            message = message_for(subscriber, lead, delivery_id)
             size = sqs_size(message)
             if size > settings.SQS_MAX_MESSAGE_BYTES:
                 refused.append(
@@ -84,6 +79,43 @@ def plan(raw_leads: Sequence[object]) -> list[Delivery]:
             f"{shown}{more}\n{len(raw_leads)} lead(s) read, {len(refused)} refused: nothing was enqueued"
         )
     return planned
+
+
+def message_for(
+    subscriber: Subscriber, lead: Mapping[str, Any], delivery_id: str, redelivery_of: str | None = None
+) -> dict[str, Any]:
+    """The deliver_webhook message of one lead to one subscriber (secrets travel sealed)."""
+    return new_message(
+        webhook=subscriber.name,
+        url=subscriber.url,
+        sealed_secret=subscriber.sealed_secret,
+        lead=lead,
+        delivery_id=delivery_id,
+        previous_sealed_secret=subscriber.previous_sealed_secret,
+        previous_secret_until=subscriber.previous_secret_until,
+        redelivery_of=redelivery_of,
+    )
+
+
+def redeliver(delivery_id: str) -> Delivery:
+    """Enqueue again what ``delivery_id`` sent, as a new delivery with a new retry cycle,
+    to the subscriber's current URL and secret; recorded as a redelivery of the original."""
+    found = history.of_delivery(delivery_id)
+    sent = next((attempt for attempt in reversed(found) if attempt.request_body), None)
+    if sent is None:
+        raise InvalidInput(
+            f"no request of delivery {delivery_id!r} is recorded (see: webhooks deliveries)"
+            if not found
+            else f"delivery {delivery_id!r} never built a request (it was refused before): nothing to redeliver"
+        )
+    body = dict(json.loads(sent.request_body)["body"])
+    body.pop("retry", None)
+    lead = leads.normalize(body, f"the lead of delivery {delivery_id}")
+    subscriber = subscribers.named(sent.webhook)
+    new_id = str(uuid.uuid4())
+    delivery = Delivery(new_id, str(lead["id"]), subscriber.name, message_for(subscriber, lead, new_id, delivery_id))
+    enqueue(delivery)
+    return delivery
 
 
 def sqs_size(message: Mapping[str, Any]) -> int:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from producer.leads import LEAD_TYPES
 from records import database
@@ -84,13 +85,36 @@ def reencrypt() -> int:
         found = list(session.scalars(select(Subscriber)))
         for subscriber in found:
             subscriber.sealed_secret = secretbox.seal(secretbox.unseal(subscriber.sealed_secret))
+            if subscriber.previous_sealed_secret:
+                subscriber.previous_sealed_secret = secretbox.seal(secretbox.unseal(subscriber.previous_sealed_secret))
     return len(found)
 
 
 def set_enabled(name: str, enabled: bool) -> None:
     """Enable or disable a subscriber; a disabled one gets no new deliveries."""
     with database.platform() as session:
-        subscriber = session.scalar(select(Subscriber).where(Subscriber.name == name))
-        if subscriber is None:
-            raise InvalidInput(f"no subscriber is named {name!r} (see: webhooks list)")
-        subscriber.enabled = enabled
+        _named(session, name).enabled = enabled
+
+
+def rotate_secret(name: str, grace_seconds: int) -> tuple[str, datetime]:
+    """Give NAME a new secret; the old one still signs beside it until the returned time."""
+    secret = str(uuid.uuid4())
+    until = datetime.now(UTC).replace(tzinfo=None) + timedelta(seconds=grace_seconds)
+    with database.platform() as session:
+        subscriber = _named(session, name)
+        subscriber.previous_sealed_secret = subscriber.sealed_secret
+        subscriber.previous_secret_until = until
+        subscriber.sealed_secret = secretbox.seal(secret)
+    return secret, until
+
+
+def named(name: str) -> Subscriber:
+    with database.platform() as session:
+        return _named(session, name)
+
+
+def _named(session: Session, name: str) -> Subscriber:
+    subscriber = session.scalar(select(Subscriber).where(Subscriber.name == name))
+    if subscriber is None:
+        raise InvalidInput(f"no subscriber is named {name!r} (see: webhooks list)")
+    return subscriber

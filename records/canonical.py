@@ -47,6 +47,8 @@ CONTENT_FIELDS = (
     "attempted_at",
     "next_retry_at",
 )
+# Added in schema 0003: part of the content only when not null, so older records hash as before.
+OPTIONAL_CONTENT_FIELDS = ("redelivery_of", "address")
 LINK_FIELDS = ("chain", "seq", "prev_id", "prev_hash", "content_hash")
 CHECKPOINT_FIELDS = ("seq", "kind", "created_at", "prev_hash", "heads", "floors", "detail")
 
@@ -60,7 +62,7 @@ duration_ms is a string with exactly three decimals ("12.345"); absent values ar
 request_headers is an object of strings; retry, seq, prev_id and http_status are integers.
 content_hash = SHA-256(canonical({"type": "delivery_attempt/1", delivery_id, lead_id, webhook,
   url, retry, status, http_status, error, request_headers, request_body, response_body,
-  duration_ms, attempted_at, next_retry_at})).
+  duration_ms, attempted_at, next_retry_at}, plus redelivery_of and address when not null)).
 record_hash  = SHA-256(canonical({"type": "link/1", chain, seq, prev_id, prev_hash, content_hash})).
 The first record of a chain has seq 1, prev_id null and prev_hash "000…0" (64 zeros); each
 next record has seq + 1, the id and record_hash of the one before it.
@@ -105,6 +107,9 @@ def content(fields: Mapping[Any, Any]) -> dict[str, Any]:
         elif name == "request_headers":
             value = {str(key): str(item) for key, item in (value or {}).items()}
         values[name] = value
+    for name in OPTIONAL_CONTENT_FIELDS:
+        if fields.get(name) is not None:
+            values[name] = str(fields[name])
     return values
 
 

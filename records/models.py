@@ -35,6 +35,9 @@ class Subscriber(Base):
     sealed_secret: Mapped[str] = mapped_column(Text)  # SecretBox ciphertext, never the clear secret
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(Moment)
+    # after rotate-secret: the old secret, still signing beside the new one until then
+    previous_sealed_secret: Mapped[str | None] = mapped_column(Text, nullable=True)
+    previous_secret_until: Mapped[datetime | None] = mapped_column(Moment, nullable=True)
 
     def summary(self) -> dict[str, Any]:
         """What may be shown to a user: everything but the secret."""
@@ -45,6 +48,7 @@ class Subscriber(Base):
             "erp_shop_ids": list(self.erp_shop_ids),
             "enabled": self.enabled,
             "created_at": self.created_at.isoformat() + "+00:00",
+            "previous_secret_signs_until": _iso(self.previous_secret_until) if self.previous_secret_until else None,
         }
 
 
@@ -73,6 +77,8 @@ class DeliveryAttempt(Base):
     duration_ms: Mapped[float] = mapped_column(Double)
     attempted_at: Mapped[datetime] = mapped_column(Moment, index=True)
     next_retry_at: Mapped[datetime | None] = mapped_column(Moment, nullable=True)
+    redelivery_of: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)  # the original delivery
+    address: Mapped[str | None] = mapped_column(String(64), nullable=True)  # the IP the request went to
     chain: Mapped[str] = mapped_column(String(64))  # the writer's chain id
     seq: Mapped[int] = mapped_column(Integer)  # 1, 2, … within the chain
     prev_id: Mapped[int | None] = mapped_column(Integer, nullable=True)  # id of the record before, in the chain
@@ -93,6 +99,8 @@ class DeliveryAttempt(Base):
             "attempted_at": _iso(self.attempted_at),
             "duration_ms": round(self.duration_ms, 3),
             "next_retry_at": _iso(self.next_retry_at) if self.next_retry_at else None,
+            "redelivery_of": self.redelivery_of,
+            "address": self.address,
         }
 
     def exchange(self) -> dict[str, Any]:

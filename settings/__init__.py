@@ -157,6 +157,8 @@ WEBHOOK_USER_AGENT: str = _text("WEBHOOK_USER_AGENT", "lead-webhooks/0.1")
 WEBHOOK_ALLOWED_NETWORKS: str = _text("WEBHOOK_ALLOWED_NETWORKS", "")
 # parsed form of the above
 ALLOWED_NETWORKS = _networks("WEBHOOK_ALLOWED_NETWORKS")
+# how long the old secret still signs beside the new one after `webhooks rotate-secret`
+WEBHOOK_SECRET_GRACE: int = _schedule("WEBHOOK_SECRET_GRACE", "24h")[0]
 # retry offsets from the first failure (units s, m, h, d)
 WEBHOOK_RETRY_SCHEDULE: tuple[int, ...] = _schedule("WEBHOOK_RETRY_SCHEDULE", "10m,1h,3h,1d,2d,3d,4d,5d,6d,7d")
 

@@ -53,6 +53,8 @@ class Attempt:
     duration_ms: float
     attempted_at: datetime  # naive UTC
     next_retry_at: datetime | None  # naive UTC
+    redelivery_of: str | None = None  # the delivery this one redelivers (webhooks redeliver)
+    address: str | None = None  # the checked IP the request went to
 
     def describe(self) -> str:
         parts = [

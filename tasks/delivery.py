@@ -12,6 +12,9 @@ needs, so the worker never reads the subscriber table::
       "retry": 0,                      # attempts already made (body.retry of this attempt)
       "first_failure_at": null,        # ISO 8601 time of the first failure, once there is one
       "due_at": null,                  # ISO 8601 time before which the attempt must not run
+      "previous_secret": "base64…",    # optional: after a rotation, the old secret (sealed), which
+      "previous_secret_until": "…",    #   also signs until this ISO 8601 time
+      "redelivery_of": "…",            # optional: the delivery this one redelivers
       "mac": "…"                       # HMAC of all the above (webhooks.secretbox.authenticate)
     }
 
@@ -52,6 +55,9 @@ class Delivery:
     retry: int = 0
     first_failure_at: datetime | None = None
     due_at: datetime | None = None
+    previous_secret: str | None = None
+    previous_secret_until: datetime | None = None
+    redelivery_of: str | None = None
 
     @classmethod
     def from_message(cls, message: object, default_id: str) -> Delivery:
@@ -71,8 +77,9 @@ class Delivery:
         if not isinstance(retry, int) or isinstance(retry, bool) or retry < 0:
             raise MalformedMessage("field 'retry' must be a whole number >= 0")
         delivery_id = message.get("delivery_id") or default_id
-        if not isinstance(delivery_id, str):
-            raise MalformedMessage("field 'delivery_id' must be a string")
+        for name in ("delivery_id", "previous_secret", "redelivery_of"):
+            if message.get(name) is not None and not isinstance(message[name], str):
+                raise MalformedMessage(f"field {name!r} must be a string")
         return cls(
             delivery_id=delivery_id,
             webhook=message["webhook"],
@@ -82,42 +89,85 @@ class Delivery:
             retry=retry,
             first_failure_at=_moment(message, "first_failure_at"),
             due_at=_moment(message, "due_at"),
+            previous_secret=message.get("previous_secret"),
+            previous_secret_until=_moment(message, "previous_secret_until"),
+            redelivery_of=message.get("redelivery_of"),
         )
 
     def to_message(self) -> dict[str, Any]:
-        return secretbox.authenticate(
-            {
-                "delivery_id": self.delivery_id,
-                "webhook": self.webhook,
-                "url": self.url,
-                "secret": self.secret,
-                "lead": dict(self.lead),
-                "retry": self.retry,
-                "first_failure_at": _iso(self.first_failure_at),
-                "due_at": _iso(self.due_at),
-            }
-        )
+        message: dict[str, Any] = {
+            "delivery_id": self.delivery_id,
+            "webhook": self.webhook,
+            "url": self.url,
+            "secret": self.secret,
+            "lead": dict(self.lead),
+            "retry": self.retry,
+            "first_failure_at": _iso(self.first_failure_at),
+            "due_at": _iso(self.due_at),
+        }
+        optional = {
+            "previous_secret": self.previous_secret,
+            "previous_secret_until": _iso(self.previous_secret_until),
+            "redelivery_of": self.redelivery_of,
+        }
+        message.update((name, value) for name, value in optional.items() if value is not None)
+        return secretbox.authenticate(message)
+
+    def secrets(self, now: datetime) -> list[str]:
+        """The sealed secrets that sign this attempt: the current one, and the previous one
+        during its grace period."""
+        if self.previous_secret and self.previous_secret_until and now < self.previous_secret_until:
+            return [self.secret, self.previous_secret]
+        return [self.secret]
 
     @property
     def lead_id(self) -> str:
         return str(self.lead.get("id", ""))
 
 
-_FIELDS = {"delivery_id", "webhook", "url", "secret", "lead", "retry", "first_failure_at", "due_at", "mac"}
+_FIELDS = {
+    "delivery_id",
+    "webhook",
+    "url",
+    "secret",
+    "lead",
+    "retry",
+    "first_failure_at",
+    "due_at",
+    "previous_secret",
+    "previous_secret_until",
+    "redelivery_of",
+    "mac",
+}
 
 
 def new_message(
-    *, webhook: str, url: str, sealed_secret: str, lead: Mapping[str, Any], delivery_id: str | None = None
+    *,
+    webhook: str,
+    url: str,
+    sealed_secret: str,
+    lead: Mapping[str, Any],
+    delivery_id: str | None = None,
+    previous_sealed_secret: str | None = None,
+    previous_secret_until: datetime | None = None,
+    redelivery_of: str | None = None,
 ) -> dict[str, Any]:
     """The argument of ``deliver_webhook``: a first attempt, authenticated.
 
     ``sealed_secret`` is the subscriber's secret sealed with ``webhooks.secretbox.seal``;
-    ``lead`` a lead as ``producer.leads.normalize`` returns it.
+    ``lead`` a lead as ``producer.leads.normalize`` returns it. After a secret rotation,
+    ``previous_sealed_secret`` signs too until ``previous_secret_until`` (naive UTC).
     """
-    message: dict[str, Any] = {"webhook": webhook, "url": url, "secret": sealed_secret, "lead": dict(lead), "retry": 0}
-    if delivery_id is not None:
-        message["delivery_id"] = delivery_id
-    return secretbox.authenticate(message)
+    return Delivery(
+        delivery_id=delivery_id or "",
+        webhook=webhook,
+        url=url,
+        secret=sealed_secret,
+        lead=lead,
+        previous_secret=previous_sealed_secret if previous_secret_until else None,
+        previous_secret_until=previous_secret_until if previous_sealed_secret else None,
+        redelivery_of=redelivery_of,
+    ).to_message()
 
 
 def _moment(message: Mapping[str, Any], name: str) -> datetime | None:
@@ -174,63 +224,60 @@ def attempt(delivery: Delivery, now: Callable[[], datetime] = utcnow) -> Again |
         "webhook-id": delivery.delivery_id,
     }
     attempted_at = now()
-    try:
-        headers.update(signature.headers(secretbox.unseal(delivery.secret), body))
-    except PermanentError as error:
-        audit.record(_attempt(delivery, headers, body, attempted_at, None, str(error), audit.ABANDONED))
-        return None
+
+    def record(
+        status: str,
+        error: str | None,
+        response: sender.Response | None = None,
+        address: str | None = None,
+        next_retry_at: datetime | None = None,
+    ) -> None:
+        audit.record(
+            audit.Attempt(
+                delivery_id=delivery.delivery_id,
+                lead_id=delivery.lead_id,
+                webhook=delivery.webhook,
+                url=delivery.url,
+                retry=delivery.retry,
+                status=status,
+                http_status=response.http_status if response else None,
+                error=error,
+                request_headers=dict(headers),
+                request_body=body.decode("utf-8"),
+                response_body=response.body if response else None,
+                duration_ms=response.duration_ms if response else 0.0,
+                attempted_at=attempted_at,
+                next_retry_at=next_retry_at,
+                redelivery_of=delivery.redelivery_of,
+                address=address,
+            )
+        )
 
     try:
+        secrets = [secretbox.unseal(sealed) for sealed in delivery.secrets(attempted_at)]
         target = destination.check(delivery.url)
-    except RefusedDestination as error:
-        audit.record(
-            _attempt(delivery, headers, body, attempted_at, None, f"refused destination: {error}", audit.ABANDONED)
+    except PermanentError as error:  # an undecryptable secret, a refused destination
+        record(
+            audit.ABANDONED, f"refused destination: {error}" if isinstance(error, RefusedDestination) else str(error)
         )
         return None
     except LookupError as error:  # DNS may come back: a failure like any other
-        response = sender.Response(None, None, f"connection error: {error}", 0.0)
-    else:
+        target, response = None, sender.Response(None, None, f"connection error: {error}", 0.0)
+    headers.update(signature.headers(secrets[0], body, *secrets[1:]))
+    if target is not None:
         response = sender.post(target, body, headers)
+    address = target.address if target else None
     if response.ok:
-        audit.record(_attempt(delivery, headers, body, attempted_at, response, None, audit.SUCCESS))
+        record(audit.SUCCESS, None, response, address)
         return None
 
     first_failure = delivery.first_failure_at or now()
     due = schedule.next_retry_at(first_failure, delivery.retry, settings.WEBHOOK_RETRY_SCHEDULE)
-    status = audit.ERROR if due else audit.ABANDONED
-    audit.record(_attempt(delivery, headers, body, attempted_at, response, response.error, status, due))
+    record(audit.ERROR if due else audit.ABANDONED, response.error, response, address, due)
     if due is None:
         return None
     following = replace(delivery, retry=delivery.retry + 1, first_failure_at=first_failure, due_at=due)
     return Again(following.to_message(), schedule.delay_seconds(due, now(), settings.SQS_MAX_DELAY))
-
-
-def _attempt(
-    delivery: Delivery,
-    headers: Mapping[str, str],
-    body: bytes,
-    attempted_at: datetime,
-    response: sender.Response | None,
-    error: str | None,
-    status: str,
-    next_retry_at: datetime | None = None,
-) -> audit.Attempt:
-    return audit.Attempt(
-        delivery_id=delivery.delivery_id,
-        lead_id=delivery.lead_id,
-        webhook=delivery.webhook,
-        url=delivery.url,
-        retry=delivery.retry,
-        status=status,
-        http_status=response.http_status if response else None,
-        error=error,
-        request_headers=dict(headers),
-        request_body=body.decode("utf-8"),
-        response_body=response.body if response else None,
-        duration_ms=response.duration_ms if response else 0.0,
-        attempted_at=attempted_at,
-        next_retry_at=next_retry_at,
-    )
 
 
 def _abandon_unreadable(message: object, default_id: str, error: MalformedMessage | TamperedMessage) -> None:

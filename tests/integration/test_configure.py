@@ -31,6 +31,7 @@ def test_configure_prints_a_uuid4_secret_and_lists_the_subscriber(subscribe, cli
         "erp_shop_ids": [subscription.shop],
         "enabled": True,
         "created_at": listed[subscription.name]["created_at"],
+        "previous_secret_signs_until": None,
     }
     assert subscription.secret not in cli("list").output
     assert subscription.name in cli("list").output

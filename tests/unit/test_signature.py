@@ -30,3 +30,15 @@ def test_verify_accepts_both_headers_and_refuses_a_changed_body() -> None:
     assert not signature.verify("secret", b'{"body":{} }', headers["X-Hub-Signature-256"])
     assert not signature.verify("other", b'{"body":{}}', headers["X-Hub-Signature-256"])
     assert not signature.verify("secret", b'{"body":{}}', "md5=" + headers["X-Hub-Signature"][5:])
+
+
+def test_during_a_rotation_each_header_carries_both_signatures_newest_first() -> None:
+    headers = signature.headers("new", b"{}", "old")
+    new, old = headers["X-Hub-Signature-256"].split(",")
+    assert new == "sha256=" + signature.hex_digest("new", b"{}", "sha256")
+    assert old == "sha256=" + signature.hex_digest("old", b"{}", "sha256")
+    assert headers["X-Hub-Signature"].count("sha1=") == 2
+    for secret in ("new", "old"):
+        assert signature.verify(secret, b"{}", headers["X-Hub-Signature-256"])
+        assert signature.verify(secret, b"{}", headers["X-Hub-Signature"])
+    assert not signature.verify("other", b"{}", headers["X-Hub-Signature-256"])
