@@ -47,6 +47,7 @@ import threading
 import time
 import weakref
 from collections.abc import Iterable
+from queue import Empty
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -84,6 +85,8 @@ class Channel(SQS.Channel):
         self._lease_renewed: dict[str, float] = {}
         #: queues that replies were routed to without a local binding
         self._routed: set[str] = set()
+        #: SQS names of the transient queues deleted here: never created again by this channel
+        self._deleted: set[str] = set()
         super().__init__(*args, **kwargs)
 
     # --- options ------------------------------------------------------------------------
@@ -225,7 +228,13 @@ class Channel(SQS.Channel):
         return None
 
     def _create_queue(self, queue_name: str, attributes: dict[str, str]) -> Any:
-        """Create a transient queue with its retention and lease tag in the one CreateQueue."""
+        """Create a transient queue with its retention and lease tag in the one CreateQueue.
+
+        A transient queue deleted on close is not created again: a consumer thread still
+        polling it (Flower's event thread at exit) would otherwise leave a new one behind.
+        """
+        if queue_name in self._deleted:
+            raise DoesNotExistQueueException(f"Queue {queue_name!r} was deleted when its channel closed")
         queue = self._transient_name(queue_name)
         if queue is None:
             return super()._create_queue(queue_name, attributes)
@@ -266,6 +275,8 @@ class Channel(SQS.Channel):
         return super().basic_consume(queue, *args, **kwargs)
 
     def _get_bulk(self, queue: str, *args: Any, **kwargs: Any) -> Any:
+        if self.canonical_queue_name(queue) in self._deleted:
+            raise Empty()  # deleted on close; a consumer thread may still be polling (Flower at exit)
         self._renew_lease(queue)
         return super()._get_bulk(queue, *args, **kwargs)
 
@@ -298,6 +309,7 @@ class Channel(SQS.Channel):
                 continue
             self._transient.pop(queue, None)
             name = self.canonical_queue_name(queue)
+            self._deleted.add(name)
             url = self._queue_cache.pop(name, None)
             try:
                 if url is not None:
