@@ -51,6 +51,7 @@ from queue import Empty
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
+from kombu.exceptions import KombuError
 from kombu.transport import SQS
 from kombu.transport.SQS.exceptions import DoesNotExistQueueException, UndefinedQueueException
 
@@ -123,7 +124,7 @@ class Channel(SQS.Channel):
             return
         try:
             super()._put_fanout(exchange, message, routing_key, **kwargs)
-        except (ClientError, BotoCoreError, OSError) as error:
+        except (ClientError, BotoCoreError, OSError, KombuError) as error:
             logger.warning("event not published to SNS (dropped): %r", error)
 
     # --- replies: route an unbound direct publish to an existing queue ------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 from kombu import Connection, Exchange, Queue
 
 from tasks import app, deliver_webhook
@@ -206,11 +208,49 @@ def test_the_sweep_deletes_the_expired_queues_and_subscriptions_of_a_killed_flow
     assert pidbox in subscribed(sns, "celery-pidbox")
 
 
+def test_a_worker_with_events_on_sweeps_expired_queues_on_its_timer(database: str, sqs: Any, logs: Path) -> None:
+    expired, live = unique("celeryev-expired"), unique("celeryev-live")
+    sqs.create_queue(QueueName=expired, tags={LEASE_TAG: str(int(time.time()) - 1)})
+    sqs.create_queue(QueueName=live, tags={LEASE_TAG: str(int(time.time()) + 3600)})
+    log = logs / f"{expired}.log"
+    code = (  # the Procfile's worker, its hourly sweep every second
+        "import tasks.application as a; a.SWEEP_INTERVAL = 1; "
+        "a.app.worker_main(['worker', '--pool', 'threads', '--without-gossip', '--without-mingle', "
+        f"'--hostname', '{unique('sweeper')}@%h', '--loglevel', 'INFO'])"
+    )
+    with open(log, "wb") as output:
+        sweeper = subprocess.Popen(
+            [sys.executable, "-c", code], env={**os.environ, **ENV}, cwd=ROOT, stdout=output, stderr=subprocess.STDOUT
+        )
+    try:
+        wait_for(lambda: expired not in queue_names(sqs), 60, "the sweep")
+    finally:
+        sweeper.terminate()
+        sweeper.wait(30)
+    assert live in queue_names(sqs)
+    sqs.delete_queue(QueueUrl=sqs.get_queue_url(QueueName=live)["QueueUrl"])
+
+
 def test_with_worker_events_off_the_worker_uses_no_sns(worker: Worker, sqs: Any) -> None:
     pidbox = worker.name.replace("@", "_").replace(".", "-") + "-celery-pidbox"
     assert pidbox not in queue_names(sqs)
     assert "SNS" not in worker.output()
     assert "task events: OFF" in worker.output()
+
+
+def test_an_event_sns_refuses_is_dropped_while_a_refused_broadcast_raises(moto: object) -> None:
+    def refuse(**_: Any) -> None:
+        raise ClientError({"Error": {"Code": "InternalError", "Message": "SNS is down"}}, "Publish")
+
+    options = {"region": "us-east-1", "supports_fanout": True}
+    with Connection(os.environ["BROKER_URL"], transport="tasks.transport:Transport", transport_options=options) as conn:
+        channel = conn.default_channel
+        channel.fanout.publish = refuse
+        for name, kind in (("celeryev", "topic"), ("celery.pidbox", "fanout")):
+            channel.exchange_declare(name, kind)
+        channel.basic_publish(channel.prepare_message("event"), "celeryev", "task.succeeded")
+        with pytest.raises(ClientError):
+            channel.basic_publish(channel.prepare_message("broadcast"), "celery.pidbox", "")
 
 
 def test_a_queue_deleted_and_declared_again_is_created_again(moto: object) -> None:
