@@ -66,6 +66,28 @@ def sample_leads() -> list[dict[str, object]]:
     ]
 
 
+def event_receivers() -> int:
+    """SQS queues subscribed to the SNS topic of Celery's events (Flower's, once it listens)."""
+    from tasks import app
+
+    with app.connection_for_write() as connection:
+        sns = connection.default_channel.fanout.get_client()
+        for topic in sns.list_topics().get("Topics", []):
+            if topic["TopicArn"].endswith(":celeryev"):
+                return len(sns.list_subscriptions_by_topic(TopicArn=topic["TopicArn"]).get("Subscriptions", []))
+    return 0
+
+
+def wait_for_flower() -> None:
+    """With WORKER_EVENTS on, dispatch once Flower listens, so that it shows the demo's tasks."""
+    deadline = time.monotonic() + 30
+    while not event_receivers():
+        if time.monotonic() > deadline:
+            print("demo: Flower does not listen to events yet; it will miss the demo's tasks", flush=True)
+            return
+        time.sleep(0.5)
+
+
 def attempts_of(ids: list[str]) -> int:
     with database.audit() as session:
         return int(session.scalar(select(func.count()).where(DeliveryAttempt.delivery_id.in_(ids))) or 0)
@@ -75,6 +97,8 @@ def main() -> None:
     wait_for("http://" + settings.BROKER_URL.partition("@")[2], "the SQS server")
     wait_for(RECEIVER, "the sample subscriber")
     configure()
+    if settings.WORKER_EVENTS:
+        wait_for_flower()
     enqueued = dispatch_all(sample_leads())
     for item in enqueued:
         print(f"enqueued delivery {item.delivery_id} lead {item.lead_id} to {item.webhook}", flush=True)

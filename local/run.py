@@ -3,6 +3,7 @@
 Nothing needs configuring. What is not set in the environment is chosen here:
 - the broker: moto's SQS server on 127.0.0.1:LOCAL_SQS_PORT (9324);
 - the database: DATABASE_URL when set (MySQL), else the SQLite file webhooks.sqlite3 here;
+- task events and remote control on (WORKER_EVENTS=1), so Flower shows tasks and workers;
 - the encryption key: a development key made once and kept outside the repository, in
   ``$XDG_CONFIG_HOME/lead-webhooks/development.key`` (with a warning); set
   WEBHOOK_ENCRYPTION_KEY to use your own.
@@ -70,6 +71,7 @@ def environment() -> dict[str, str]:
         env["WEBHOOK_ENCRYPTION_KEY"] = development_key()
     env.setdefault("SQS_WAIT_TIME_SECONDS", "2")
     env.setdefault("WEBHOOK_ALLOWED_NETWORKS", "127.0.0.0/8")  # the sample subscriber is on loopback
+    env.setdefault("WORKER_EVENTS", "1")  # moto emulates SNS too: Flower shows the tasks and the worker
     env.setdefault("LOCAL_SECRETS_FILE", str(Path.cwd() / "local-secrets.json"))
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     env["PYTHONUNBUFFERED"] = "1"

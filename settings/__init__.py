@@ -64,6 +64,19 @@ def parse_schedule(raw: str, name: str = "WEBHOOK_RETRY_SCHEDULE") -> tuple[int,
     return tuple(offsets)
 
 
+_FLAGS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
+
+
+def _flag(name: str, default: bool) -> bool:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    if raw.lower() not in _FLAGS:
+        _problems.append(f"{name}={raw!r} is not a switch: use 1/0, true/false, yes/no or on/off")
+        return default
+    return _FLAGS[raw.lower()]
+
+
 def _schedule(name: str, default: str) -> tuple[int, ...]:
     try:
         return parse_schedule(_text(name, default), name)
@@ -127,6 +140,8 @@ SQS_POLLING_INTERVAL: float = _number("SQS_POLLING_INTERVAL", 1.0, minimum=0)
 SQS_MAX_MESSAGE_BYTES: int = _integer("SQS_MAX_MESSAGE_BYTES", 1_048_576, minimum=1024)
 # longest DelaySeconds SQS accepts; longer waits hop
 SQS_MAX_DELAY: int = _integer("SQS_MAX_DELAY", 900, minimum=1)
+# events and remote control for Flower and `celery inspect` (needs SNS; see Monitoring)
+WORKER_EVENTS: bool = _flag("WORKER_EVENTS", False)
 
 # --- Databases ------------------------------------------------------------------------
 # SQLAlchemy URL; MySQL: mysql+pymysql://user:pw@host/db

@@ -1,16 +1,22 @@
-"""The Celery application: SQS broker, late acknowledgement, no result backend."""
+"""The Celery application: SQS broker, late acknowledgement, no result backend.
+
+The broker transport is kombu's SQS transport as adjusted in ``tasks.transport``; with
+WORKER_EVENTS on, it carries task events and remote control (Flower, ``celery inspect``)
+through SNS, and workers sweep the monitoring queues of crashed processes every hour.
+"""
 
 from __future__ import annotations
 
 import logging
 import sys
+import threading
 from typing import Any
 
-from celery import Celery, Task, signals
+from celery import Celery, Task, bootsteps, signals
 from celery.exceptions import Reject, Retry
 
 import settings
-from tasks import audit
+from tasks import audit, transport
 from tasks.delivery import Again, process
 from webhooks.errors import ConfigurationError
 
@@ -19,12 +25,18 @@ log = logging.getLogger(audit.LOGGER_NAME)
 app = Celery("webhooks")
 app.conf.update(
     broker_url=settings.BROKER_URL,
+    # kombu's SQS transport, adjusted (tasks/transport.py); the URL keeps sqs://
+    broker_transport="tasks.transport:Transport",
     broker_transport_options={
         "region": settings.SQS_REGION,
         "visibility_timeout": settings.SQS_VISIBILITY_TIMEOUT,
         "wait_time_seconds": settings.SQS_WAIT_TIME_SECONDS,
         "polling_interval": settings.SQS_POLLING_INTERVAL,
+        # SNS fanout: events reach Flower, workers answer remote control
+        "supports_fanout": settings.WORKER_EVENTS,
     },
+    worker_send_task_events=settings.WORKER_EVENTS,
+    task_send_sent_event=settings.WORKER_EVENTS,
     broker_connection_retry_on_startup=True,
     task_default_queue=settings.SQS_QUEUE,
     task_serializer="json",
@@ -51,6 +63,45 @@ def _check_settings(**_: Any) -> None:
 
 
 audit.configure()
+
+# Seconds between two sweeps of the monitoring queues left by crashed processes.
+SWEEP_INTERVAL = 3600
+
+
+def sweep_monitoring_queues() -> list[str]:
+    """Delete monitoring queues whose lease ran out, and their SNS subscriptions (tasks.transport.sweep)."""
+    with app.connection_for_write() as connection:
+        return transport.sweep(connection.default_channel)
+
+
+def _sweep_in_background() -> None:
+    def run() -> None:
+        try:
+            sweep_monitoring_queues()
+        except Exception:  # the next sweep tries again
+            logging.getLogger(__name__).warning("sweep of the monitoring queues failed", exc_info=True)
+
+    threading.Thread(target=run, name="monitoring-sweep", daemon=True).start()
+
+
+class SweepMonitoringQueues(bootsteps.StartStopStep):  # type: ignore[misc]
+    """With WORKER_EVENTS on, every SWEEP_INTERVAL: sweep, in a thread (the timer runs the event loop)."""
+
+    requires = ("celery.worker.components:Timer",)
+
+    def include_if(self, worker: Any) -> bool:
+        return settings.WORKER_EVENTS
+
+    def start(self, worker: Any) -> None:
+        self.entry = worker.timer.call_repeatedly(SWEEP_INTERVAL, _sweep_in_background)
+
+    def stop(self, worker: Any) -> None:
+        entry = getattr(self, "entry", None)
+        if entry is not None:
+            entry.cancel()
+
+
+app.steps["worker"].add(SweepMonitoringQueues)
 
 
 @signals.worker_ready.connect

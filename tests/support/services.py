@@ -1,7 +1,9 @@
-"""Real services for the tests: moto's SQS server, a MariaDB database, a Celery worker."""
+"""Real services for the tests: moto's SQS server, a MariaDB database, a Celery worker, Flower."""
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import shlex
 import signal
@@ -9,9 +11,10 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pymysql
 
@@ -98,9 +101,10 @@ class Worker:
 
     def __init__(self, log: Path, env: Mapping[str, str] | None = None) -> None:
         self.log_path = log
+        self.name = f"test-{os.getpid()}-{time.monotonic_ns()}@{socket.gethostname()}"
         self._log = open(log, "ab")  # noqa: SIM115 - kept open for the process's life
         self.process = subprocess.Popen(
-            [*procfile_command("worker"), "--hostname", f"test-{os.getpid()}-{time.monotonic_ns()}@%h"],
+            [*procfile_command("worker"), "--hostname", self.name],
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env={**os.environ, **(env or {})},
@@ -125,6 +129,61 @@ class Worker:
 
     def stop(self) -> None:
         """A warm shutdown (SIGTERM to the main process): running tasks finish, then it exits."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(10)
+        self._log.close()
+
+
+class Flower:
+    """The Procfile's Flower on a free loopback port, its API behind basic auth, in its own process group."""
+
+    USER = ("flower", "test-password")
+
+    def __init__(self, log: Path, env: Mapping[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log
+        self._log = open(log, "ab")  # noqa: SIM115 - kept open for the process's life
+        command = [word for word in procfile_command("flower") if not word.startswith(("--port", "--address"))]
+        self.process = subprocess.Popen(
+            [*command, f"--port={self.port}", "--address=127.0.0.1", "--basic-auth={}:{}".format(*self.USER)],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+            cwd=ROOT,
+            start_new_session=True,
+        )
+        wait_for(self.ready, 60, f"Flower to listen (log: {log})")
+
+    def ready(self) -> bool:
+        if self.process.poll() is not None:
+            raise AssertionError(f"Flower exited with {self.process.returncode}:\n{self.output()[-3000:]}")
+        return port_open(self.port) and "Visit me at" in self.output()
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def api(self, path: str) -> Any:
+        """GET one of Flower's API resources (``/api/tasks``…) and decode its JSON."""
+        request = urllib.request.Request(self.url + path)
+        token = base64.b64encode("{}:{}".format(*self.USER).encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return json.load(answer)
+
+    def kill(self) -> None:
+        """SIGKILL: Flower gets no chance to clean up."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(10)
+        self._log.close()
+
+    def stop(self) -> None:
+        """SIGTERM, as a process manager stops it."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
