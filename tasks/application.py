@@ -124,7 +124,8 @@ def deliver_webhook(self: Task, delivery: dict[str, Any]) -> None:
     try:
         again = process(delivery, self.request.id)
     except Exception:  # a bug, the database down…: the message comes back after the visibility timeout
-        log.exception("delivery %s failed unexpectedly; it comes back in %d s", self.request.id, _BACKOFF)
+        named = delivery.get("delivery_id") if isinstance(delivery, dict) else None
+        log.exception("delivery %s failed unexpectedly; it comes back in %d s", named or self.request.id, _BACKOFF)
         again = Again(delivery, _BACKOFF)
     if again is None:
         return

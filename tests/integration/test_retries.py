@@ -189,3 +189,44 @@ def test_a_worker_restart_between_two_retries_loses_nothing(
     assert [(row["retry"], row["status"]) for row in rows] == [(0, "error"), (1, "success")]
     assert rows[1]["attempted_at"] >= failed["next_retry_at"]
     assert len(receiver.to(path)) == 2
+
+
+def test_an_unexpected_error_leaves_nothing_lost_the_message_comes_back_until_it_succeeds(
+    database: str, moto: object, receiver: Receiver, logs: Path
+) -> None:
+    from sqlalchemy import create_engine, text
+
+    from tests.conftest import DB_NAME
+    from tests.integration.conftest import run_cli
+    from tests.support.services import mysql
+
+    bare = f"{DB_NAME}_bare"
+    bare_url = f"mysql+pymysql://root@127.0.0.1:3306/{bare}"
+    mysql(f"CREATE DATABASE {bare}")  # no tables yet: every audit query fails (a bug, a bad deploy)
+    path = f"/ok/{unique('unexpected')}"
+    sent = message(receiver.url(path))
+    queue, worker = dedicated_worker(logs, "unexpected", AUDIT_DATABASE_URL=bare_url)
+    try:
+        deliver_webhook.apply_async(kwargs={"delivery": sent}, queue=queue)
+        wait_for(
+            lambda: worker.output().count(f"delivery {sent['delivery_id']} failed unexpectedly") >= 2, 30, "2 tries"
+        )
+        assert "it comes back in 1 s" in worker.output()  # min(SQS_VISIBILITY_TIMEOUT, SQS_MAX_DELAY) in the tests
+        assert receiver.to(path) == []
+
+        upgraded = run_cli("db", "upgrade", env={"DATABASE_URL": bare_url, "AUDIT_DATABASE_URL": bare_url})
+        assert upgraded.returncode == 0, upgraded.stderr
+        engine = create_engine(bare_url)
+
+        def statuses_found() -> list[str]:
+            with engine.connect() as connection:
+                query = text("SELECT status FROM delivery_attempts WHERE delivery_id = :id")
+                return [row[0] for row in connection.execute(query, {"id": sent["delivery_id"]})]
+
+        statuses = wait_for(statuses_found, 30, "the record")
+        engine.dispose()
+    finally:
+        worker.stop()
+        mysql(f"DROP DATABASE IF EXISTS {bare}")
+    assert statuses == ["success"]
+    assert len(receiver.to(path)) == 1
