@@ -147,3 +147,56 @@ def test_only_the_first_bytes_of_a_huge_answer_are_read(monkeypatch: pytest.Monk
 
     assert response.ok
     assert response.body == "a" * 65536
+
+
+@pytest.fixture
+def https_server(tmp_path: Any) -> Iterator[tuple[int, Any, list[str], list[str]]]:
+    """An HTTPS server on 127.0.0.1 whose certificate names partner.test; it keeps the SNI and Host."""
+    import ssl
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    import trustme
+
+    authority = trustme.CA()
+    names: list[str] = []
+    hosts: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            hosts.append(self.headers["Host"])
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            return None
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("partner.test").configure_cert(context)
+    context.sni_callback = lambda sock, name, ctx: names.append(name)  # type: ignore[assignment,misc,func-returns-value]
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    bundle = tmp_path / "ca.pem"
+    authority.cert_pem.write_to_path(str(bundle))
+    yield server.server_address[1], bundle, names, hosts
+    server.shutdown()
+
+
+def test_https_goes_to_the_checked_address_with_the_names_sni_and_certificate_check(
+    https_server: tuple[int, Any, list[str], list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    port, bundle, names, hosts = https_server
+    monkeypatch.setattr(destination, "resolve", lambda host, port: ["127.0.0.1"])
+    monkeypatch.setattr(sender._session(), "verify", str(bundle))  # trust the test authority, nothing else
+
+    response = sender.post(destination.check(f"https://partner.test:{port}/hook"), b"{}", {})
+
+    assert response.ok, response.error
+    assert names == ["partner.test"]  # TLS server name: the URL's host, not the address
+    assert hosts == [f"partner.test:{port}"]
+
+    wrong = sender.post(destination.check(f"https://elsewhere.test:{port}/hook"), b"{}", {})
+    assert not wrong.ok
+    assert "certificate" in (wrong.error or "").lower()  # the certificate is checked against the name
