@@ -80,12 +80,16 @@ def no_real_network(monkeypatch: pytest.MonkeyPatch) -> None:
             if not ipaddress.ip_address(host).is_loopback:
                 raise AssertionError(f"a test tried to connect to {host}: only loopback is allowed")
 
-    monkeypatch.setattr(
-        socket.socket, "connect", lambda sock, address: (guard(sock, address), real_connect(sock, address))[1]
-    )
-    monkeypatch.setattr(
-        socket.socket, "connect_ex", lambda sock, address: (guard(sock, address), real_connect_ex(sock, address))[1]
-    )
+    def connect(sock: socket.socket, address: Any) -> None:
+        guard(sock, address)
+        real_connect(sock, address)
+
+    def connect_ex(sock: socket.socket, address: Any) -> int:
+        guard(sock, address)
+        return real_connect_ex(sock, address)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -60,14 +61,14 @@ def test_deliveries_go_out_while_the_audit_database_is_down_and_every_record_arr
         proxy.cut()
         sent = [send(receiver, queue) for _ in range(3)]
         for _, path in sent:
-            wait_for(lambda path=path: receiver.to(path), 30, "the POST while the database is down")
+            wait_for(partial(receiver.to, path), 30, "the POST while the database is down")
         wait_for(lambda: sum(len(p.read_text().splitlines()) for p in spool.glob("*.jsonl")) == 3, 10, "3 spooled")
         assert all(attempts(delivery_id) == [] for delivery_id, _ in sent)
         assert "audit database unreachable, attempt kept in" in worker.output()
 
         proxy.restore()
         for delivery_id, _ in sent:
-            wait_for(lambda d=delivery_id: attempts(d), 30, "the spooled record written")
+            wait_for(partial(attempts, delivery_id), 30, "the spooled record written")
     finally:
         worker.stop()
 

@@ -72,7 +72,7 @@ def broken(cli: Cli, *args: str) -> str:
     assert result.exit_code == 1, result.output
     assert result.stderr.startswith("Error: audit trail broken: "), result.stderr
     assert "Traceback" not in result.output
-    return result.output
+    return str(result.output)
 
 
 def name(row: dict[str, Any]) -> str:

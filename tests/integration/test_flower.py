@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-from kombu import Connection, Exchange, Queue
+from kombu.connection import Connection
+from kombu.entity import Exchange, Queue
 
 from tasks import app, deliver_webhook
 from tasks.delivery import new_message
@@ -80,7 +81,8 @@ def flower_task(flower: Flower, task_id: str, state: str) -> dict[str, Any]:
         task: dict[str, Any] | None = flower.api("/api/tasks").get(task_id)
         return task if task and task["state"] == state else None
 
-    return wait_for(found, 60, f"Flower to list task {task_id} as {state}", every=0.5)
+    task: dict[str, Any] = wait_for(found, 60, f"Flower to list task {task_id} as {state}", every=0.5)
+    return task
 
 
 def inspect(*args: str, **env: str) -> subprocess.CompletedProcess[str]:

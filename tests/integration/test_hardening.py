@@ -174,7 +174,7 @@ def https_server(tmp_path: Any) -> Iterator[tuple[int, Any, list[str], list[str]
 
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     authority.issue_cert("partner.test").configure_cert(context)
-    context.sni_callback = lambda sock, name, ctx: names.append(name)  # type: ignore[assignment,misc,func-returns-value]
+    context.sni_callback = lambda sock, name, ctx: names.append(name)
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.socket = context.wrap_socket(server.socket, server_side=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 from tests.integration.conftest import Cli, attempts
 from tests.integration.test_delivery import dispatched
@@ -28,7 +29,7 @@ def test_deliveries_filter_by_subscriber_lead_status_and_time(
     sent = dispatched(cli, [first, second])
     assert len(sent) == 4
     for delivery_id, _, _ in sent:
-        wait_for(lambda d=delivery_id: attempts(d), 30, "a first attempt")
+        wait_for(partial(attempts, delivery_id), 30, "a first attempt")
     before = datetime.now(UTC) - timedelta(minutes=1)
 
     assert {row["webhook"] for row in listed(cli, "--webhook", good.name)} == {good.name}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+from functools import partial
 from pathlib import Path
 
 from sqlalchemy import text
@@ -14,6 +15,10 @@ from tests.integration.conftest import Cli, attempts, queue_bodies, run_cli
 from tests.support.factories import a_lead, decoded_layers, unique
 from tests.support.receiver import Receiver
 from tests.support.services import Worker, wait_for
+
+
+def finished(delivery_id: str) -> bool:
+    return any(row["status"] in {"success", "abandoned"} for row in attempts(delivery_id))
 
 
 def test_no_subscriber_secret_or_encryption_key_appears_in_clear_anywhere(
@@ -29,7 +34,7 @@ def test_no_subscriber_secret_or_encryption_key_appears_in_clear_anywhere(
     ids = [line.split()[2] for line in result.output.splitlines() if line.startswith("enqueued delivery")]
     assert len(ids) == 4
     for delivery_id in ids:  # the failing ones run their whole schedule (2 s, 4 s) to abandonment
-        wait_for(lambda d=delivery_id: any(r["status"] in {"success", "abandoned"} for r in attempts(d)), 60, "the end")
+        wait_for(partial(finished, delivery_id), 60, "the end")
 
     key = os.environ["WEBHOOK_ENCRYPTION_KEY"]
     forbidden = {

@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import uuid
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -119,7 +120,7 @@ def test_a_message_changed_in_transit_is_recorded_and_nothing_is_posted(worker: 
         deliver_webhook.delay(bad)
 
     for bad in (tampered, redirected, unsigned):
-        [row] = wait_for(lambda bad=bad: attempts(bad["delivery_id"]), 30, "the record")
+        [row] = wait_for(partial(attempts, bad["delivery_id"]), 30, "the record")
         assert row["status"] == "abandoned"
         assert row["error"].startswith("tampered message")
         assert row["request_body"] == ""

@@ -8,13 +8,14 @@ import subprocess
 import sys
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
 
 from records import canonical
 
-RECORD = {
+RECORD: dict[str, Any] = {
     "delivery_id": "4b0c2f2e-0000-4000-8000-000000000001",
     "lead_id": "ee76725c-53e2-5aa9-b5ec-ef4eddfb6f4d",
     "webhook": "dummy-subscriber",

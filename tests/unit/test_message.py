@@ -64,10 +64,7 @@ def test_a_message_authenticated_under_an_unknown_key_is_refused_and_an_old_key_
     content = {key: value for key, value in GOOD.items() if key != "mac"}
     with pytest.raises(TamperedMessage, match="any configured key"):
         Delivery.from_message(secretbox.authenticate(content, [bytes(32)]), "x")
-    assert (
-        secretbox.check_authentic(secretbox.authenticate(content, [bytes(32)]), [bytes(range(1, 33)), bytes(32)])
-        is None
-    )
+    secretbox.check_authentic(secretbox.authenticate(content, [bytes(32)]), [bytes(range(1, 33)), bytes(32)])
 
 
 def test_a_message_survives_the_json_round_trip_of_the_queue() -> None:
