@@ -16,7 +16,7 @@ import settings
 from producer import history, leads, subscribers
 from records.models import Subscriber
 from tasks import deliver_webhook
-from tasks.delivery import new_message
+from tasks.delivery import new_message, summary
 from webhooks.errors import InvalidInput
 
 MAX_SHOWN = 20  # refused leads listed one by one
@@ -125,4 +125,6 @@ def sqs_size(message: Mapping[str, Any]) -> int:
 
 def enqueue(delivery: Delivery) -> None:
     """Publish one delivery; its id is also the Celery task id and the webhook-id header."""
-    deliver_webhook.apply_async(kwargs={"delivery": delivery.message}, task_id=delivery.delivery_id)
+    deliver_webhook.apply_async(
+        kwargs={"delivery": delivery.message}, task_id=delivery.delivery_id, kwargsrepr=summary(delivery.message)
+    )

@@ -17,7 +17,7 @@ from celery.exceptions import Reject, Retry
 
 import settings
 from tasks import audit, transport
-from tasks.delivery import Again, process
+from tasks.delivery import Again, process, summary
 from webhooks.errors import ConfigurationError
 
 log = logging.getLogger(audit.LOGGER_NAME)
@@ -130,7 +130,13 @@ def deliver_webhook(self: Task, delivery: dict[str, Any]) -> None:
     if again is None:
         return
     try:
-        raise self.retry(args=(), kwargs={"delivery": again.message}, countdown=0, DelaySeconds=again.delay)
+        raise self.retry(
+            args=(),
+            kwargs={"delivery": again.message},
+            countdown=0,
+            DelaySeconds=again.delay,
+            kwargsrepr=summary(again.message),  # Flower shows this, not the lead's personal data
+        )
     except Retry:
         raise
     except Exception as error:  # SQS unreachable: keep the message, SQS gives it back

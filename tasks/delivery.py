@@ -141,6 +141,22 @@ _FIELDS = {
 }
 
 
+def summary(message: object) -> str:
+    """What monitors (Flower, logs of Celery) show of a message instead of its arguments:
+    the ids, never the lead's personal data nor the sealed secrets."""
+    fields: Mapping[str, Any] = message if isinstance(message, Mapping) else {}
+    lead = fields.get("lead") if isinstance(fields.get("lead"), Mapping) else {}
+    return repr(
+        {
+            "delivery_id": fields.get("delivery_id"),
+            "webhook": fields.get("webhook"),
+            "lead_id": lead.get("id") if isinstance(lead, Mapping) else None,
+            "retry": fields.get("retry", 0),
+            "due_at": fields.get("due_at"),
+        }
+    )
+
+
 def new_message(
     *,
     webhook: str,

@@ -119,6 +119,8 @@ def test_a_lead_dispatched_with_events_on_is_listed_by_flower_as_succeeded_on_it
     assert task["worker"] == events_worker.name
     for event in ("sent", "received", "started", "succeeded"):
         assert task[event], f"no {event} event: {task}"
+    assert delivery_id in task["kwargs"] and subscription.name in task["kwargs"]
+    assert "john@example.com" not in json.dumps(task)  # Flower shows ids, not the lead's personal data
     assert [row["status"] for row in attempts(delivery_id)] == ["success"]
 
 
@@ -134,6 +136,7 @@ def test_a_retried_task_and_a_failed_task_reach_flower_with_their_states(
     assert "TypeError" in failed["exception"]
     retried = flower_task(flower, flaky.id, "SUCCESS")  # failed once, retried 2 s later, then delivered
     assert retried["retried"], retried
+    assert "'retry': 1" in retried["kwargs"] and "john@example.com" not in json.dumps(retried)
 
 
 def test_flower_lists_the_worker_online_from_its_heartbeats(flower: Flower, events_worker: Worker) -> None:
