@@ -116,8 +116,8 @@ def main() -> None:
     print(
         f"\nReady. {count} subscribers, {len(ids)} deliveries.\n"
         f"  Flower:      http://127.0.0.1:{os.environ.get('LOCAL_FLOWER_PORT', '5555')}\n"
-        "  Audit:       .venv/bin/webhooks deliveries   (in this folder, another terminal)\n"
-        "  More leads:  .venv/bin/webhooks dispatch FILE   (with the BROKER_URL printed above)\n"
+        "  Another terminal, in this folder:  set -a; . ./local.env; set +a\n"
+        "  then:        .venv/bin/webhooks deliveries | show ID | evidence LEAD_ID | dispatch FILE\n"
         "Ctrl-C stops everything.",
         flush=True,
     )

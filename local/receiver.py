@@ -41,8 +41,9 @@ class Handler(BaseHTTPRequestHandler):
         signed = bool(secret) and verify(secret or "", body, self.headers.get("X-Hub-Signature-256", ""))
         delivery = self.headers.get("webhook-id", "?")
         lead = json.loads(body).get("body", {}) if signed else {}
-        duplicate = delivery in self.seen
-        self.seen.add(delivery)
+        attempt = f"{delivery}/{lead.get('retry')}"  # a retry is not a duplicate; the same attempt twice is
+        duplicate = attempt in self.seen
+        self.seen.add(attempt)
         status = 503 if kind == "failing" else 200 if signed else 401
         sys.stdout.write(  # one write per line: requests are served by several threads
             f"{name}: signature {'verified' if signed else 'INVALID'}, webhook-id {delivery}"
@@ -59,9 +60,10 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def main() -> None:
+    host = os.environ.get("LOCAL_RECEIVER_HOST", "127.0.0.1")
     port = int(os.environ.get("LOCAL_RECEIVER_PORT", "8765"))
-    print(f"sample subscriber listening on http://127.0.0.1:{port}", flush=True)
-    ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
+    print(f"sample subscriber listening on http://{host}:{port}", flush=True)
+    ThreadingHTTPServer((host, port), Handler).serve_forever()
 
 
 if __name__ == "__main__":

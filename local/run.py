@@ -73,9 +73,31 @@ def environment() -> dict[str, str]:
     env.setdefault("WEBHOOK_ALLOWED_NETWORKS", "127.0.0.0/8")  # the sample subscriber is on loopback
     env.setdefault("WORKER_EVENTS", "1")  # moto emulates SNS too: Flower shows the tasks and the worker
     env.setdefault("LOCAL_SECRETS_FILE", str(Path.cwd() / "local-secrets.json"))
+    env.setdefault("AUDIT_SPOOL_DIR", str(Path.cwd() / "audit-spool"))
+    env.setdefault("FLOWER_UNAUTHENTICATED_API", "1")  # Flower listens on 127.0.0.1 only here
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+ENV_FILE = "local.env"
+# What the CLI in another terminal needs to act on this local system.
+SHARED = (
+    "BROKER_URL",
+    "DATABASE_URL",
+    "WEBHOOK_ENCRYPTION_KEY",
+    "WEBHOOK_ALLOWED_NETWORKS",
+    "WORKER_EVENTS",
+    "SQS_WAIT_TIME_SECONDS",
+    "AUDIT_SPOOL_DIR",
+)
+
+
+def write_env_file(env: dict[str, str], path: Path) -> None:
+    """The local system's settings for another shell (0600: it holds the development key)."""
+    path.touch(mode=0o600)
+    path.chmod(0o600)
+    path.write_text("".join(f"{name}={shlex.quote(env[name])}\n" for name in SHARED if name in env))
 
 
 def main() -> None:
@@ -88,10 +110,11 @@ def main() -> None:
         "sqs": f"{python} -m local.sqs",
         "receiver": f"{python} -m local.receiver",
         "worker": procfile("worker"),
-        "flower": procfile("flower"),
+        "flower": procfile("flower").replace("--address=0.0.0.0", "--address=127.0.0.1"),
         "demo": f"{python} -m local.demo",
     }
-    print(f"To use the CLI from another terminal here: export BROKER_URL={env['BROKER_URL']}", flush=True)
+    write_env_file(env, Path.cwd() / ENV_FILE)
+    print(f"To use the CLI from another terminal, in this folder: set -a; . ./{ENV_FILE}; set +a", flush=True)
     manager = Manager(Printer(sys.stdout))
     for name, command in processes.items():
         process_env = dict(env, PORT=env["LOCAL_FLOWER_PORT"]) if name == "flower" else env

@@ -6,6 +6,7 @@ worker's last poll would end in a traceback instead of a warm shutdown.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import time
@@ -15,6 +16,7 @@ from moto.server import ThreadedMotoServer
 
 
 def main() -> None:
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no access-log line per poll
     port = int(os.environ.get("LOCAL_SQS_PORT", "9324"))
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()

@@ -23,7 +23,6 @@ from webhooks.errors import InvalidInput, TrailBroken, WebhookError
 
 PROGRESS_FROM = 100  # deliveries from which a dispatch on a terminal shows a progress bar
 PROBLEMS_SHOWN = 50  # problems listed by `webhooks audit verify` (the count says how many more)
-DATES = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S.%f"]
 
 
 class _Group(click.Group):
@@ -32,6 +31,8 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise  # --help, usage errors, Ctrl-C: click's own handling
         except WebhookError as error:
             _fail(str(error))
         except SQLAlchemyError as error:
@@ -150,7 +151,8 @@ def deliveries(
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    _table(rows, ["attempted_at", "delivery_id", "webhook", "retry", "status", "http_status", "duration_ms", "error"])
+    columns = ["attempted_at", "delivery_id", "lead_id", "webhook", "retry", "status", "http_status", "duration_ms"]
+    _table(rows, [*columns, "error"])
 
 
 @main.command()
@@ -257,7 +259,7 @@ def audit() -> None:
 @audit.command()
 @click.option(
     "--since",
-    type=click.DateTime(DATES),
+    type=_Moment(),
     help="Check only the records dated from DATE (UTC) on, and every checkpoint.",
 )
 def verify(since: datetime | None) -> None:

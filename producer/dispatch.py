@@ -50,24 +50,24 @@ def dispatch_all(raw_leads: Sequence[object]) -> list[Delivery]:
 
 
 def plan(raw_leads: Sequence[object]) -> list[Delivery]:
-    """Every delivery the leads make, or InvalidInput naming every refused lead."""
-    checked: list[dict[str, Any]] = []
+    """Every delivery the leads make, or InvalidInput naming every refused lead (lead 1 is the first)."""
+    checked: list[tuple[int, dict[str, Any]]] = []
     refused: list[str] = []
-    for index, lead in enumerate(raw_leads):
+    for number, lead in enumerate(raw_leads, start=1):
         try:
-            checked.append(leads.normalize(lead, f"lead {index}"))
+            checked.append((number, leads.normalize(lead, f"lead {number}")))
         except InvalidInput as error:
             refused.append(str(error))
     known = subscribers.all_subscribers()
     planned: list[Delivery] = []
-    for index, lead in enumerate(checked):
+    for number, lead in checked:
         for subscriber in subscribers.matching(lead, known):
             delivery_id = str(uuid.uuid4())
             message = message_for(subscriber, lead, delivery_id)
             size = sqs_size(message)
             if size > settings.SQS_MAX_MESSAGE_BYTES:
                 refused.append(
-                    f"lead {index}: its message would take about {size:,} bytes on SQS, above the limit of "
+                    f"lead {number}: its message would take about {size:,} bytes on SQS, above the limit of "
                     f"{settings.SQS_MAX_MESSAGE_BYTES:,} (SQS_MAX_MESSAGE_BYTES): shorten extra_data"
                 )
                 break

@@ -14,6 +14,9 @@ import ipaddress
 import os
 import re
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
 from webhooks.errors import ConfigurationError
 
 _problems: list[str] = []
@@ -83,6 +86,15 @@ def _schedule(name: str, default: str) -> tuple[int, ...]:
     except ConfigurationError as error:
         _problems.append(str(error))
         return parse_schedule(default, name)
+
+
+def _duration(name: str, default: str) -> int:
+    raw = _text(name, default)
+    offsets = _schedule(name, default)
+    if "," in raw:
+        _problems.append(f"{name}={raw!r}: one duration such as 24h is expected")
+        return parse_schedule(default, name)[0]
+    return offsets[0]
 
 
 def parse_key(raw: str, name: str = "WEBHOOK_ENCRYPTION_KEY") -> bytes:
@@ -162,7 +174,7 @@ WEBHOOK_ENCRYPTION_KEY: str = os.environ.get("WEBHOOK_ENCRYPTION_KEY", "").strip
 ENCRYPTION_KEYS: tuple[bytes, ...] = _keys("WEBHOOK_ENCRYPTION_KEY")
 
 # --- Delivery -------------------------------------------------------------------------
-# s allowed to connect, and again to read the answer
+# s allowed for a whole request: connect, send, read the answer
 WEBHOOK_TIMEOUT: float = _number("WEBHOOK_TIMEOUT", 10.0, minimum=0.1)
 # response bytes kept in the audit
 WEBHOOK_RESPONSE_MAX_BYTES: int = _integer("WEBHOOK_RESPONSE_MAX_BYTES", 65536, minimum=0)
@@ -173,7 +185,7 @@ WEBHOOK_ALLOWED_NETWORKS: str = _text("WEBHOOK_ALLOWED_NETWORKS", "")
 # parsed form of the above
 ALLOWED_NETWORKS = _networks("WEBHOOK_ALLOWED_NETWORKS")
 # how long the old secret still signs beside the new one after `webhooks rotate-secret`
-WEBHOOK_SECRET_GRACE: int = _schedule("WEBHOOK_SECRET_GRACE", "24h")[0]
+WEBHOOK_SECRET_GRACE: int = _duration("WEBHOOK_SECRET_GRACE", "24h")
 # retry offsets from the first failure (units s, m, h, d)
 WEBHOOK_RETRY_SCHEDULE: tuple[int, ...] = _schedule("WEBHOOK_RETRY_SCHEDULE", "10m,1h,3h,1d,2d,3d,4d,5d,6d,7d")
 
@@ -183,6 +195,11 @@ LOG_LEVEL: str = _text("LOG_LEVEL", "INFO").upper()
 if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
     _problems.append(f"LOG_LEVEL={LOG_LEVEL!r}: allowed values are DEBUG, INFO, WARNING, ERROR")
     LOG_LEVEL = "INFO"
+for _name, _url in (("DATABASE_URL", DATABASE_URL), ("AUDIT_DATABASE_URL", AUDIT_DATABASE_URL)):
+    try:
+        make_url(_url)
+    except ArgumentError:  # the value may hold a password: not echoed
+        _problems.append(f"{_name} is not an SQLAlchemy URL such as mysql+pymysql://user:password@host/db")
 if not BROKER_URL.startswith("sqs://"):
     _problems.append(f"BROKER_URL={BROKER_URL!r} must start with sqs://")
 if SQS_WAIT_TIME_SECONDS > 20:

@@ -14,6 +14,7 @@ every ``AUDIT_CHECKPOINT_INTERVAL`` seconds (``Checkpointer``), off the delivery
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import sys
 import threading
@@ -101,7 +102,10 @@ notices = logging.getLogger("webhooks.audit")  # about the audit itself (not att
 
 @functools.cache
 def spool() -> Spool:
-    return Spool(Path(settings.AUDIT_SPOOL_DIR))
+    """This audit database's spool: a folder of its own, so that a spool directory shared by
+    several deployments never drains one's attempts into another's database."""
+    database_key = hashlib.sha256(settings.AUDIT_DATABASE_URL.encode()).hexdigest()[:16]
+    return Spool(Path(settings.AUDIT_SPOOL_DIR) / database_key)
 
 
 def drain_spool() -> int:

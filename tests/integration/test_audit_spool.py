@@ -62,7 +62,7 @@ def test_deliveries_go_out_while_the_audit_database_is_down_and_every_record_arr
         sent = [send(receiver, queue) for _ in range(3)]
         for _, path in sent:
             wait_for(partial(receiver.to, path), 30, "the POST while the database is down")
-        wait_for(lambda: sum(len(p.read_text().splitlines()) for p in spool.glob("*.jsonl")) == 3, 10, "3 spooled")
+        wait_for(lambda: sum(len(p.read_text().splitlines()) for p in spool.rglob("*.jsonl")) == 3, 10, "3 spooled")
         assert all(attempts(delivery_id) == [] for delivery_id, _ in sent)
         assert "audit database unreachable, attempt kept in" in worker.output()
 
@@ -76,6 +76,6 @@ def test_deliveries_go_out_while_the_audit_database_is_down_and_every_record_arr
         [row] = attempts(delivery_id)
         assert row["status"] == "success"
         assert row["request_body"].encode() == receiver.to(path)[0].body
-    assert list(spool.glob("*.jsonl")) == []
+    assert list(spool.rglob("*.jsonl")) == []
     verified = run_cli("audit", "verify")
     assert verified.returncode == 0, verified.stdout + verified.stderr

@@ -162,3 +162,27 @@ def test_reencrypt_secrets_seals_every_secret_under_the_new_first_key(subscribe)
     assert secretbox.unseal(sealed, [base64.b64decode(new_key)]) == subscription.secret
     with pytest.raises(UndecryptableSecret):
         secretbox.unseal(sealed, [base64.b64decode(old_key)])
+
+
+def test_every_command_answers_help_and_usage_errors_the_click_way(database: str) -> None:
+    commands = [[], ["configure"], ["list"], ["dispatch"], ["deliveries"], ["show"], ["redeliver"], ["disable"]]
+    commands += [["rotate-secret"], ["evidence"], ["db", "upgrade"], ["audit", "verify"], ["audit", "prune"]]
+    for command in commands:
+        done = run_cli(*command, "--help", env={"LOG_LEVEL": "INFO"})
+        assert done.returncode == 0, (command, done.stderr)
+        assert done.stdout.startswith("Usage: webhooks"), command
+        assert done.stderr == ""
+    for args, message in (
+        (["deliveries", "--limit", "0"], "Invalid value for '--limit'"),
+        (["nosuchcommand"], "No such command 'nosuchcommand'"),
+        (["configure", "x"], "Missing option '--url'"),
+        (["audit", "verify", "--since", "soon"], "'soon' is not an ISO 8601 date or time"),
+    ):
+        done = run_cli(*args, env={"LOG_LEVEL": "INFO"})
+        assert done.returncode == 2, args
+        assert message in done.stderr and "unexpected" not in done.stderr, done.stderr
+
+
+def test_audit_verify_since_takes_an_offset_like_deliveries_since(database: str) -> None:
+    done = run_cli("audit", "verify", "--since", "2026-01-01T00:00:00+01:00", env={"LOG_LEVEL": "INFO"})
+    assert done.returncode == 0, done.stderr

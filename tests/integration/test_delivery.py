@@ -181,7 +181,7 @@ def test_a_bad_lead_is_refused_naming_it_and_nothing_from_the_input_is_enqueued(
 
     assert done.returncode != 0
     assert (
-        "lead 2: field 'lead_type' is 'fax'; allowed values: facebook_form, instagram_form, website_form, call"
+        "lead 3: field 'lead_type' is 'fax'; allowed values: facebook_form, instagram_form, website_form, call"
         in done.stderr
     )
     assert "Traceback" not in done.stderr
@@ -222,8 +222,8 @@ def test_every_refused_lead_is_named_with_a_summary(sqs, subscribe) -> None:
     done = run_cli("dispatch", input="\n".join(json.dumps(lead) for lead in batch), env={"SQS_QUEUE": queue})
 
     assert done.returncode == 1
-    assert "lead 1: field 'id' is 'x', not a UUID" in done.stderr
-    assert "lead 2: field 'id' is required" in done.stderr
+    assert "lead 2: field 'id' is 'x', not a UUID" in done.stderr
+    assert "lead 3: field 'id' is required" in done.stderr
     assert "3 lead(s) read, 2 refused: nothing was enqueued" in done.stderr
     assert queue_bodies(sqs, queue) == []
 
@@ -274,7 +274,7 @@ def test_a_lead_too_big_for_sqs_is_refused_at_dispatch_and_nothing_is_enqueued(s
     done = run_cli("dispatch", input=json.dumps([small, huge]), env={"SQS_QUEUE": queue})
 
     assert done.returncode == 1
-    assert "lead 1: its message would take about" in done.stderr
+    assert "lead 2: its message would take about" in done.stderr
     assert "above the limit of 1,048,576 (SQS_MAX_MESSAGE_BYTES)" in done.stderr
     assert queue_bodies(sqs, queue) == []
 

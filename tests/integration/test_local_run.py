@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -9,8 +10,9 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
+from urllib.request import urlopen
 
-from tests.support.services import free_port, wait_for
+from tests.support.services import BIN, free_port, wait_for
 
 
 def processes_marked(mark: str) -> list[int]:
@@ -65,6 +67,23 @@ def test_the_run_command_delivers_signed_sample_leads_and_sigint_leaves_no_proce
             ("demo-partner", "success"),
         ]
         assert next(due for webhook, _, due in rows if webhook == "demo-failing") is not None
+
+        shared = tmp_path / "local.env"  # what another terminal sources to use the CLI on this system
+        assert shared.stat().st_mode & 0o077 == 0
+        other_shell = dict(line.split("=", 1) for line in shared.read_text().splitlines())
+        other_shell = {name: value.strip("'") for name, value in other_shell.items()}
+        listed = subprocess.run(
+            [str(BIN / "webhooks"), "deliveries", "--json"],
+            env={"PATH": os.environ["PATH"], **other_shell},
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert listed.returncode == 0, listed.stderr
+        assert len(json.loads(listed.stdout)) == 4
+        flower = f"http://127.0.0.1:{env['LOCAL_FLOWER_PORT']}/api/tasks"
+        wait_for(lambda: len(json.loads(urlopen(flower, timeout=5).read())) >= 4, 30, "Flower to list the 4 tasks")
     finally:
         runner.send_signal(signal.SIGINT)
         runner.wait(60)
