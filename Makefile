@@ -37,5 +37,8 @@ format: install
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info webhooks.sqlite3 local-secrets.json
 
+bench: install  ## CPU, rates and SQS requests of a delivery next to Celery's own (needs MariaDB); last line: JSON
+	$(BIN)/python -m bench.run
+
 soak: install  ## leads x 3 subscribers, 30 % failures, the worker SIGKILLed at random: prints lost=0
 	$(BIN)/python -m bench.soak

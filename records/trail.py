@@ -62,6 +62,7 @@ CHECKPOINT_TRIES = 5
 
 GENESIS, CHECKPOINT, PRUNE = "genesis", "checkpoint", "prune"
 _attempts = cast(Table, DeliveryAttempt.__table__)
+_insert_attempt = _attempts.insert()
 
 
 def utcnow() -> datetime:
@@ -96,9 +97,11 @@ def new_chain_id() -> str:
     return f"{socket.gethostname()[:32]}:{os.getpid()}:{secrets.token_hex(6)}"
 
 
-def append(url: str, fields: Mapping[str, Any], now: datetime | None = None) -> DeliveryAttempt:
+def append(url: str, fields: Mapping[str, Any], now: datetime | None = None) -> dict[str, Any]:
     """Write one attempt (the columns of records.canonical.CONTENT_FIELDS) at the end of this
-    thread's chain: one INSERT in its own transaction. Database errors propagate."""
+    thread's chain: one INSERT in its own transaction. Database errors propagate.
+
+    Returns the record's columns as written, its ``id`` included."""
     heads = _heads()
     moment = now or utcnow()
     head = heads.get(url)
@@ -108,8 +111,7 @@ def append(url: str, fields: Mapping[str, Any], now: datetime | None = None) -> 
     values["duration_ms"] = round(float(values["duration_ms"]), 3)  # what is stored is what is hashed
     content_digest = canonical.content_hash(values)
     seq = head.seq + 1
-    row = DeliveryAttempt(
-        **values,
+    values.update(
         chain=head.chain,
         seq=seq,
         prev_id=head.id,
@@ -118,16 +120,19 @@ def append(url: str, fields: Mapping[str, Any], now: datetime | None = None) -> 
         record_hash=canonical.record_hash(head.chain, seq, head.id, head.hash, content_digest),
     )
     try:
-        with database.session(url) as session:
-            session.add(row)
-            session.flush()
+        # SQLAlchemy Core, not the ORM's unit of work: the same one INSERT, for a third of the CPU
+        with database.engine(url).begin() as connection:
+            key = connection.execute(_insert_attempt, values).inserted_primary_key
+            if key is None:
+                raise AuditError("the database returned no id for the audit record")
     except BaseException:
         # The INSERT may or may not have been committed: continuing this chain could fork it
         # or leave a gap. The next record starts a new chain.
         heads.pop(url, None)
         raise
-    head.seq, head.id, head.hash, head.written_at = seq, row.id, row.record_hash, moment
-    return row
+    head.seq, head.id, head.hash, head.written_at = seq, int(key[0]), values["record_hash"], moment
+    values["id"] = head.id
+    return values
 
 
 # --- Checkpoints ------------------------------------------------------------------------

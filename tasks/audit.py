@@ -18,11 +18,12 @@ import hashlib
 import logging
 import sys
 import threading
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from pathlib import Path
+from typing import cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, bindparam, select
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 import settings
@@ -74,6 +75,9 @@ class Attempt:
         return " ".join(parts)
 
 
+_ATTEMPT_FIELDS = tuple(field.name for field in fields(Attempt))
+
+
 class AuditHandler(logging.Handler):
     """Writes the ``attempt`` of a log record to the audit trail; other records are ignored.
 
@@ -82,18 +86,27 @@ class AuditHandler(logging.Handler):
     Any other error propagates to the task (logging.Handler.handle does not catch it).
     """
 
+    def handle(self, record: logging.LogRecord) -> bool:
+        """Emit without the handler's lock, which made every INSERT of the process wait for the
+        one before it: each thread appends to its own chain (records.trail), the spool has
+        its own lock."""
+        if not self.filter(record):
+            return False
+        self.emit(record)
+        return True
+
     def emit(self, record: logging.LogRecord) -> None:
         attempt = getattr(record, "attempt", None)
         if not isinstance(attempt, Attempt):
             return
-        fields = asdict(attempt)
+        columns = {name: getattr(attempt, name) for name in _ATTEMPT_FIELDS}  # not asdict: no deep copy
         try:
             drain_spool()
-            trail.append(settings.AUDIT_DATABASE_URL, fields)
+            trail.append(settings.AUDIT_DATABASE_URL, columns)
         except (OperationalError, InterfaceError) as error:
             if not out_of_reach(error):
                 raise
-            spool().keep(fields)
+            spool().keep(columns)
             notices.warning("audit database unreachable, attempt kept in %s: %s", spool().directory, _short(error))
 
 
@@ -152,6 +165,14 @@ def record(attempt: Attempt) -> None:
     log.log(level, attempt.describe(), extra={"attempt": attempt})
 
 
+_attempts = cast(Table, DeliveryAttempt.__table__)
+_SUCCEEDED = (
+    select(_attempts.c.id)
+    .where(_attempts.c.delivery_id == bindparam("delivery_id"), _attempts.c.status == SUCCESS)
+    .limit(1)
+)
+
+
 def already_delivered(delivery_id: str) -> bool:
     """True when an attempt of this delivery already succeeded (a duplicate SQS delivery).
 
@@ -159,12 +180,8 @@ def already_delivered(delivery_id: str) -> bool:
     repeated webhook-id) is better than not sending.
     """
     try:
-        with database.audit() as session:
-            found = session.scalar(
-                select(DeliveryAttempt.id)
-                .where(DeliveryAttempt.delivery_id == delivery_id, DeliveryAttempt.status == SUCCESS)
-                .limit(1)
-            )
+        with database.engine(settings.AUDIT_DATABASE_URL).connect() as connection:  # Core: no ORM session
+            found = connection.execute(_SUCCEEDED, {"delivery_id": delivery_id}).first()
     except (OperationalError, InterfaceError) as error:
         notices.warning(
             "audit database unreachable, delivery %s not checked for duplicates: %s", delivery_id, _short(error)

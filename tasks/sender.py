@@ -9,10 +9,12 @@ cannot hold a worker longer. At most ``WEBHOOK_RESPONSE_MAX_BYTES`` of the answe
 from __future__ import annotations
 
 import contextlib
+import heapq
+import os
 import socket
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -28,6 +30,69 @@ from tasks.destination import Destination
 _local = threading.local()
 
 
+class _Alarm:
+    """One armed deadline: ``expire`` runs at ``deadline`` unless cancelled first."""
+
+    __slots__ = ("cancelled", "deadline", "expire")
+
+    def __init__(self, deadline: float, expire: Callable[[], None]) -> None:
+        self.deadline, self.expire, self.cancelled = deadline, expire, False
+
+    def __lt__(self, other: _Alarm) -> bool:
+        return self.deadline < other.deadline
+
+
+class _Watchdog:
+    """One thread per process fires every request's deadline.
+
+    A ``threading.Timer`` per request cost a thread's creation, start and exit on every
+    delivery (about 1.4 ms of CPU, measured). Here arming is a heap push. The thread sleeps
+    until the earliest deadline not cancelled, and is woken by ``arm`` only when it sleeps
+    without one (nothing armed): every request has the same timeout, so a new deadline
+    never comes first. Cancelled alarms are dropped when the thread next wakes. Cancelling
+    takes the lock that firing takes: once ``cancel`` returns, its ``expire`` does not run.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._alarms: list[_Alarm] = []
+        self._wakes_at: float | None = None  # when the thread wakes up next; None: when woken
+        self._pid: int | None = None  # the process whose thread runs (a forked child starts its own)
+
+    def arm(self, deadline: float, expire: Callable[[], None]) -> _Alarm:
+        alarm = _Alarm(deadline, expire)
+        with self._lock:
+            if self._pid != os.getpid():
+                self._pid, self._alarms, self._wakes_at = os.getpid(), [], None
+                threading.Thread(target=self._run, name="webhook-deadlines", daemon=True).start()
+            heapq.heappush(self._alarms, alarm)
+            if self._wakes_at is None or deadline < self._wakes_at:
+                self._wakes_at = deadline
+                self._changed.notify()
+        return alarm
+
+    def cancel(self, alarm: _Alarm) -> None:
+        with self._lock:
+            alarm.cancelled = True
+
+    def _run(self) -> None:
+        with self._lock:
+            while True:
+                now = time.monotonic()
+                while self._alarms and (self._alarms[0].deadline <= now or self._alarms[0].cancelled):
+                    alarm = heapq.heappop(self._alarms)
+                    if not alarm.cancelled:
+                        alarm.cancelled = True
+                        with contextlib.suppress(Exception):  # never let the watchdog die
+                            alarm.expire()
+                self._wakes_at = self._alarms[0].deadline if self._alarms else None
+                self._changed.wait(None if self._wakes_at is None else self._wakes_at - now)
+
+
+_watchdog = _Watchdog()
+
+
 class _Deadline:
     """Mixed into urllib3's connections: past the deadline, the socket is shut down.
 
@@ -36,14 +101,12 @@ class _Deadline:
     """
 
     sock: socket.socket | None
-    _watchdog: threading.Timer | None = None
+    _alarm: _Alarm | None = None
 
     def request(self, *args: Any, **kwargs: Any) -> None:
         deadline: float | None = getattr(_local, "deadline", None)
         if deadline is not None:
-            self._watchdog = threading.Timer(max(0.0, deadline - time.monotonic()), self._expire)
-            self._watchdog.daemon = True
-            self._watchdog.start()
+            self._alarm = _watchdog.arm(deadline, self._expire)
         try:
             super().request(*args, **kwargs)  # type: ignore[misc]
         except BaseException:
@@ -57,9 +120,9 @@ class _Deadline:
             self._disarm()
 
     def _disarm(self) -> None:
-        if self._watchdog is not None:
-            self._watchdog.cancel()
-            self._watchdog = None
+        if self._alarm is not None:
+            _watchdog.cancel(self._alarm)
+            self._alarm = None
 
     def _expire(self) -> None:
         if self.sock is not None:

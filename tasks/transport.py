@@ -88,6 +88,9 @@ class Channel(SQS.Channel):
         self._routed: set[str] = set()
         #: SQS names of the transient queues deleted here: never created again by this channel
         self._deleted: set[str] = set()
+        #: queues whose polling waits for a free prefetch slot => their fallback timer
+        self._parked: dict[str, Any] = {}
+        self._parked_lock = threading.Lock()
         super().__init__(*args, **kwargs)
 
     # --- options ------------------------------------------------------------------------
@@ -166,6 +169,53 @@ class Channel(SQS.Channel):
             logger.debug("reply to %s dropped: the queue is gone", queue)
 
     # --- kombu 5.7.0 defects ------------------------------------------------------------
+
+    def _schedule_queue(self, queue: str) -> None:
+        """Poll ``queue`` now or, while every prefetch slot is held, as soon as one is released.
+
+        kombu tried again only after ``polling_interval`` (1 s by default): a worker whose tasks
+        outlast a turn of the event loop ran at most ``prefetch_count`` tasks per second (8
+        deliveries per second with 8 threads). The queue is parked instead; ``basic_ack`` and
+        ``basic_reject`` (run by the pool's threads, with late acknowledgement) wake the event
+        loop for it. The ``polling_interval`` timer stays, as a fallback: a prefetch count
+        raised by Celery frees slots without an acknowledgement.
+        """
+        if queue in self._active_queues and self.hub is not None:
+            with self._parked_lock:
+                if not self.qos.can_consume():
+                    if queue not in self._parked:
+                        interval = self.connection.polling_interval or 1
+                        self._parked[queue] = self.hub.call_later(interval, self._unpark, queue)
+                    return
+        super()._schedule_queue(queue)
+
+    def _unpark(self, queue: str) -> None:
+        """Poll a parked queue again, from the event loop (thread-safe: the hub's call_soon wakes it)."""
+        with self._parked_lock:
+            fallback = self._parked.pop(queue, None)
+        if fallback is None:
+            return
+        fallback.cancel()  # a no-op when the fallback itself is firing
+        if self.hub is not None:
+            self.hub.call_soon(self._schedule_queue, queue)
+
+    def _slot_released(self) -> None:
+        with self._parked_lock:  # after a check that saw no free slot, the queue is parked
+            parked = list(self._parked)
+        for queue in parked:
+            self._unpark(queue)
+
+    def basic_ack(self, delivery_tag: Any, multiple: bool = False) -> None:
+        try:
+            super().basic_ack(delivery_tag, multiple)
+        finally:
+            self._slot_released()
+
+    def basic_reject(self, delivery_tag: Any, requeue: bool = False) -> None:
+        try:
+            super().basic_reject(delivery_tag, requeue)
+        finally:
+            self._slot_released()
 
     def _delete_message(self, queue_name: str, message: dict[str, Any]) -> None:
         """Delete a message received on a no-ack queue with the blocking client.

@@ -35,6 +35,9 @@ class Receiver:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # The status line and headers, then the body, are two writes: with Nagle's algorithm
+            # the body waited for the client's delayed ACK, 40 ms a request (a real server doesn't).
+            disable_nagle_algorithm = True
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))

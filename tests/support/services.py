@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -96,21 +96,27 @@ def procfile_command(name: str) -> list[str]:
 
 
 class Worker:
-    """The Procfile's worker in its own process group, so a test can kill it whole."""
+    """The Procfile's worker in its own process group, so a test can kill it whole.
 
-    def __init__(self, log: Path, env: Mapping[str, str] | None = None) -> None:
+    ``command`` replaces the Procfile's command (the benchmark's no-op worker).
+    """
+
+    def __init__(self, log: Path, env: Mapping[str, str] | None = None, command: Sequence[str] | None = None) -> None:
         self.log_path = log
         self.name = f"test-{os.getpid()}-{time.monotonic_ns()}@{socket.gethostname()}"
         self._log = open(log, "ab")  # noqa: SIM115 - kept open for the process's life
         self.process = subprocess.Popen(
-            [*procfile_command("worker"), "--hostname", self.name],
+            [*(command or procfile_command("worker")), "--hostname", self.name],
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env={**os.environ, **(env or {})},
             cwd=ROOT,
             start_new_session=True,
         )
-        wait_for(self.ready, 60, f"the worker to be ready (log: {log})")
+        wait_for(self.ready, 60, f"the worker to be ready (log: {log})", every=self.READY_POLL)
+
+    #: seconds between two looks for "ready" in the log (the benchmark looks more often)
+    READY_POLL = 0.2
 
     def ready(self) -> bool:
         if self.process.poll() is not None:
