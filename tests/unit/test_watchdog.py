@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from functools import partial
 
 from tasks.sender import _Watchdog
 
@@ -39,7 +40,7 @@ def test_alarms_fire_in_order_and_only_the_live_ones() -> None:
     watchdog = _Watchdog()
     fired: list[int] = []
     now = time.monotonic()
-    alarms = [watchdog.arm(now + 0.05 * (index + 1), lambda index=index: fired.append(index)) for index in range(6)]
+    alarms = [watchdog.arm(now + 0.05 * (index + 1), partial(fired.append, index)) for index in range(6)]
     for index in (1, 4):
         watchdog.cancel(alarms[index])
     time.sleep(0.6)
