@@ -20,6 +20,7 @@ from typing import Any, cast
 
 import requests
 from requests.adapters import HTTPAdapter
+from requests.structures import CaseInsensitiveDict
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.util import Timeout
@@ -173,7 +174,7 @@ def _server_name(host_header: str | bytes) -> str:
 
 
 def _session() -> requests.Session:
-    """One keep-alive session per thread (a requests.Session is not thread-safe)."""
+    """One session per thread, for its pinned adapters' keep-alive connections."""
     session: requests.Session | None = getattr(_local, "session", None)
     if session is None:
         session = requests.Session()
@@ -182,6 +183,18 @@ def _session() -> requests.Session:
         session.mount("https://", PinnedAdapter())
         _local.session = session
     return session
+
+
+# What a requests.Session adds to every request (User-Agent and Accept-Encoding are replaced)
+_SESSION_HEADERS = requests.utils.default_headers()
+
+
+def _headers(headers: Mapping[str, str], destination: Destination) -> CaseInsensitiveDict[str]:
+    """The headers sent: a session's defaults, the attempt's, the Host of the URL, no compression."""
+    merged = CaseInsensitiveDict(_SESSION_HEADERS)
+    merged.update(headers)
+    merged.update({"Host": destination.host_header, "Accept-Encoding": "identity"})
+    return merged
 
 
 @dataclass(frozen=True)
@@ -203,13 +216,16 @@ def post(destination: Destination, body: bytes, headers: Mapping[str, str]) -> R
     started = time.monotonic()
     deadline = _local.deadline = started + settings.WEBHOOK_TIMEOUT
     try:
-        with _session().post(
-            destination.pinned_url,
-            data=body,
-            headers={**headers, "Host": destination.host_header, "Accept-Encoding": "identity"},
-            timeout=cast(Any, Timeout(total=settings.WEBHOOK_TIMEOUT, connect=settings.WEBHOOK_TIMEOUT)),
-            allow_redirects=False,
-            stream=True,
+        # Prepared and sent through the pinned adapter, not Session.post: the session's settings
+        # merge (cookies, hooks, proxies, params) costs 0.1 ms a request on Python 3.11 (requests'
+        # runtime Protocol checks), for settings that do not apply here; and no cookie a
+        # subscriber sets is sent back, not even to another subscriber behind the same address.
+        request = requests.PreparedRequest()
+        request.prepare(method="POST", url=destination.pinned_url, headers=_headers(headers, destination), data=body)
+        adapter = _session().get_adapter(destination.pinned_url)
+        timeout = Timeout(total=settings.WEBHOOK_TIMEOUT, connect=settings.WEBHOOK_TIMEOUT)
+        with adapter.send(
+            request, stream=True, timeout=cast(Any, timeout), verify=True, cert=None, proxies={}
         ) as answer:
             text = _read_capped(answer, settings.WEBHOOK_RESPONSE_MAX_BYTES, deadline)
             status = answer.status_code
