@@ -14,7 +14,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pymysql
 
@@ -95,7 +95,35 @@ def procfile_command(name: str) -> list[str]:
     raise AssertionError(f"the Procfile has no {name!r} process")
 
 
-class Worker:
+class _Process:
+    """A service process in its own process group, logging to a file."""
+
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    _log: IO[bytes]
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def kill(self) -> None:
+        """SIGKILL the main process and every child: nothing is acknowledged, nothing cleaned up."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(10)
+        self._log.close()
+
+    def stop(self) -> None:
+        """SIGTERM to the main process, as a process manager stops it: a warm shutdown."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(10)
+        self._log.close()
+
+
+class Worker(_Process):
     """The Procfile's worker in its own process group, so a test can kill it whole.
 
     ``command`` replaces the Procfile's command (the benchmark's no-op worker).
@@ -123,28 +151,8 @@ class Worker:
             raise AssertionError(f"the worker exited with {self.process.returncode}:\n{self.output()[-3000:]}")
         return " ready." in self.output()
 
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace")
 
-    def kill(self) -> None:
-        """SIGKILL the main process and every child: nothing is acknowledged on the way out."""
-        os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(10)
-        self._log.close()
-
-    def stop(self) -> None:
-        """A warm shutdown (SIGTERM to the main process): running tasks finish, then it exits."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(10)
-        self._log.close()
-
-
-class Flower:
+class Flower(_Process):
     """The Procfile's Flower on a free loopback port, its API behind basic auth, in its own process group."""
 
     USER = ("flower", "test-password")
@@ -170,9 +178,6 @@ class Flower:
             raise AssertionError(f"Flower exited with {self.process.returncode}:\n{self.output()[-3000:]}")
         return port_open(self.port) and "Visit me at" in self.output()
 
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
     def api(self, path: str) -> Any:
         """GET one of Flower's API resources (``/api/tasks``…) and decode its JSON."""
         request = urllib.request.Request(self.url + path)
@@ -180,20 +185,3 @@ class Flower:
         request.add_header("Authorization", f"Basic {token}")
         with urllib.request.urlopen(request, timeout=30) as answer:
             return json.load(answer)
-
-    def kill(self) -> None:
-        """SIGKILL: Flower gets no chance to clean up."""
-        os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(10)
-        self._log.close()
-
-    def stop(self) -> None:
-        """SIGTERM, as a process manager stops it."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(10)
-        self._log.close()
