@@ -230,4 +230,5 @@ def test_an_unexpected_error_leaves_nothing_lost_the_message_comes_back_until_it
         worker.stop()
         mysql(f"DROP DATABASE IF EXISTS {bare}")
     assert statuses == ["success"]
-    assert len(receiver.to(path)) == 1
+    # at least once: an attempt that raced the migration may have been sent, then retried
+    assert {post.headers["webhook-id"] for post in receiver.to(path)} == {sent["delivery_id"]}
