@@ -1,42 +1,50 @@
 """make bench: what a delivery costs in CPU, time and SQS requests, next to Celery's own cost.
 
-    make bench                                   # the Procfile's worker, 300 messages per drain
-    .venv/bin/python -m bench.run --messages 400 --pool threads --concurrency 64
+    make bench                                        # the Procfile's worker
+    .venv/bin/python -m bench.run --pool threads --concurrency 32 --rounds 5 --breakdown
 
 Everything runs here, on loopback: moto's server (SQS, with its request recorder), a MariaDB
-database at 127.0.0.1:3306 (created and dropped), loopback receivers (tests/support/receiver.py),
-and the Procfile's worker command (or, for the no-op baseline, the same command on
-``bench.noop``), on the production defaults of every setting except WEBHOOK_ALLOWED_NETWORKS
-(loopback receivers). Every number comes from the same run:
+database at 127.0.0.1:3306 (created and dropped), loopback receivers (tests/support/receiver.py)
+and the Procfile's worker command (for the no-op baseline, the same command on ``bench.noop``),
+on the production defaults of every setting but WEBHOOK_ALLOWED_NETWORKS (loopback receivers).
+Every number comes from the same run:
 
-1. raw POST: a plain ``requests.Session`` loop to the receiver, in its own process (the floor);
-2. no-op: N no-op tasks (same message as a delivery) preloaded, then drained by a fresh worker;
-   its CPU (utime + stime of the worker and its children, /proc) from "ready" to done;
-3. deliveries: N deliveries (10 subscribers answering 200) preloaded, then drained the same way;
-4. hanging: N healthy deliveries plus one in ten to a subscriber that never answers (the
-   request times out after WEBHOOK_TIMEOUT): the rate to the healthy ones, over the rate of 3;
-5. dispatch: the SQS requests of ``producer.dispatch`` of one lead matching 10 subscribers
-   (a warm producer), and of ``webhooks dispatch`` (a new process), counted by moto's recorder;
-6. per delivery: a running worker, idle, then M leads dispatched (one subscriber, first-try
+1. rounds (``--rounds``, 3): in each, a raw POST loop (a plain ``requests.Session`` to the
+   receiver, in its own process: the floor), then N no-op tasks (the same messages as
+   deliveries) and N deliveries (10 subscribers answering 200), each preloaded then drained
+   by a fresh worker (the order alternates between rounds). A worker's CPU is utime + stime of
+   it and its children (/proc), from "ready" until its log reports the N tasks done. The
+   medians are kept (the machine is shared: a round can be slowed down);
+2. hanging, in each round too: N deliveries to 9 subscribers and N/9 more to a 10th, drained
+   twice: the 10th answering at once, then answering after 15 s (WEBHOOK_TIMEOUT is 10 s).
+   The rate to the 9 (until their N are done) with the 10th hanging, over the rate with the
+   10th healthy (medians): the same queue, only the 10th subscriber differs;
+3. dispatch: the SQS requests of ``producer.dispatch`` of one lead matching 10 subscribers (a
+   warm producer), and of ``webhooks dispatch`` (a new process), counted by moto's recorder;
+4. per delivery: a running worker, idle, then M leads dispatched (one subscriber, first-try
    successes): every request counted from the dispatch until the last message is deleted;
-7. per hop: K messages due in 2 hours (beyond SQS_MAX_DELAY) reach the worker, which puts
-   each back for SQS_MAX_DELAY: every request counted, divided by K.
+5. per hop: K messages due in 2 hours (beyond SQS_MAX_DELAY) reach that worker, which puts
+   each back for SQS_MAX_DELAY: every request counted, divided by K (a first K warm the
+   worker's publishing connections up, and are shown apart).
 
-The run is accounted when every delivery dispatched is in the audit as delivered or failed
-(the hanging ones fail: timeout, retry scheduled); otherwise it is void, and says so. The last
-line printed is one JSON object (bench.measure.KEYS).
+With ``--breakdown``, each round also drains tasks doing one part of a delivery (bench.parts).
+The run is accounted when every delivery dispatched is in the audit as delivered or failed (the
+hanging ones fail: timeout, retry scheduled); otherwise it is void, and says so. The last line
+printed is one JSON object (bench.measure.KEYS).
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import functools
 import json
 import math
 import os
 import re
 import shlex
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -61,7 +69,7 @@ FINISHED = re.compile(r"Task [\w.]+\[([0-9a-f-]{36})\] (succeeded|retry)")
 def configure_environment(moto_port: int, spool: Path) -> None:
     """Production defaults, except where the services live (loopback) and the allowed networks."""
     for name in list(os.environ):
-        if name.startswith(("SQS_", "WEBHOOK_", "AUDIT_", "WORKER_", "BROKER_", "DATABASE_", "AWS_")):
+        if name.startswith(("SQS_", "WEBHOOK_", "AUDIT_", "WORKER_", "BROKER_", "DATABASE_", "AWS_", "BENCH_")):
             del os.environ[name]
     os.environ.update(
         {
@@ -92,10 +100,6 @@ def worker_command(app: str = "tasks", pool: str | None = None, concurrency: int
         else:
             words += [option, str(value)]
     return words
-
-
-def option_of(command: Sequence[str], option: str) -> str:
-    return command[command.index(option) + 1] if option in command else "(default)"
 
 
 class Finished:
@@ -129,7 +133,7 @@ def wait_until(check: Callable[[], object], timeout: float, what: str, every: fl
 
 @dataclass
 class Drain:
-    """A fresh worker draining preloaded messages, measured from "ready" until ``wanted`` finished."""
+    """A fresh worker draining preloaded messages, measured from "ready" until the wanted ones finished."""
 
     messages: int
     seconds: float
@@ -146,6 +150,19 @@ class Drain:
         return self.cpu_seconds * 1000 / self.messages
 
 
+def spread(values: Sequence[float], unit: str = "", digits: int = 2) -> str:
+    """``median (min-max)`` of a round's values."""
+    median = statistics.median(values)
+    if len(values) == 1:
+        return f"{median:.{digits}f}{unit}"
+    return f"{median:.{digits}f}{unit} ({min(values):.{digits}f}-{max(values):.{digits}f})"
+
+
+def describe(counts: Counter[str], per: int) -> str:
+    """``SendMessage 1.00, ReceiveMessage 0.12``: requests per unit, by action."""
+    return ", ".join(f"{action.split(' ', 1)[-1]} {count / per:.2f}" for action, count in counts.most_common())
+
+
 class Bench:
     def __init__(self, options: argparse.Namespace, logs: Path, moto: Any) -> None:
         from tests.support.receiver import Receiver
@@ -156,11 +173,16 @@ class Bench:
         self.receiver = Receiver()
         self.command = worker_command(pool=options.pool, concurrency=options.concurrency)
         self.noop_command = worker_command("bench.noop", pool=options.pool, concurrency=options.concurrency)
+        self.parts_command = worker_command("bench.parts", pool=options.pool, concurrency=options.concurrency)
         self.dispatched: set[str] = set()  # every delivery the run enqueued to be attempted
         self.hops: set[str] = set()  # deliveries due later: put back, never attempted here
         self.results: dict[str, float] = {}
         self.rows: list[tuple[str, str, str]] = []
-        self.notes: list[str] = []
+        self.drains: dict[str, list[Drain]] = {}
+        self.raw: list[dict[str, float]] = []
+        self.healthy_shop = ""
+        self.tenth_shops: dict[str, str] = {}
+        self.tenth_sizes = (0, 0)
 
     # --- building blocks ----------------------------------------------------------------
 
@@ -178,15 +200,12 @@ class Bench:
 
         return [a_lead(shop, "call") for _ in range(count)]
 
-    def preload(self, messages: Iterable[tuple[str, dict[str, Any]]], queue: str, task: str) -> int:
+    def preload(self, messages: Iterable[tuple[str, dict[str, Any]]], queue: str, task: str) -> None:
         """Publish (task id, delivery message) pairs to ``queue``, as the producer does."""
         from tasks import app
 
-        sent = 0
         for task_id, message in messages:
             app.send_task(task, kwargs={"delivery": message}, task_id=task_id, queue=queue)
-            sent += 1
-        return sent
 
     def queue_empty(self, queue: str) -> bool:
         """No message visible nor in flight (delayed ones, retries scheduled later, may remain)."""
@@ -198,7 +217,24 @@ class Bench:
         found = client.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
         return all(found[name] == "0" for name in names)
 
-    def drain(self, name: str, command: list[str], queue: str, total: int, wanted: set[str]) -> Drain:
+    def deleted(self) -> int:
+        """Messages deleted since the recording started (one by one or in batches)."""
+        found = measure.messages_by_action(self.moto.recording.read_text())
+        return found["DeleteMessage"] + found["DeleteMessageBatch"]
+
+    def sent(self) -> int:
+        found = measure.messages_by_action(self.moto.recording.read_text())
+        return found["SendMessage"] + found["SendMessageBatch"]
+
+    def drain(
+        self,
+        name: str,
+        command: list[str],
+        queue: str,
+        total: int,
+        wanted: set[str],
+        env: dict[str, str] | None = None,
+    ) -> Drain:
         """Start a worker on ``queue``, loaded with ``total`` messages; measure from "ready" until every
         task of ``wanted`` finished (its log says so); then wait until all ``total`` are deleted."""
         from tests.support.services import Worker
@@ -206,8 +242,9 @@ class Bench:
         class FastWorker(Worker):
             READY_POLL = 0.005
 
+        log = self.logs / f"{name}.log"
         with self.moto.record() as requests:
-            worker = FastWorker(self.logs / f"{name}.log", env={"SQS_QUEUE": queue}, command=command)
+            worker = FastWorker(log, env={"SQS_QUEUE": queue, **(env or {})}, command=command)
             try:
                 started, cpu = time.monotonic(), measure.tree_cpu_seconds(worker.process.pid)
                 finished = Finished(worker.log_path)
@@ -233,13 +270,12 @@ class Bench:
         return Drain(len(wanted), seconds, cpu, rss, requests)
 
     def profile(self, name: str, pid: int) -> subprocess.Popen[bytes] | None:
-        """With --profile: py-spy samples the worker while it drains (collapsed stacks, one file a phase)."""
-        if not self.options.profile or name not in {"noop", "deliveries"}:
+        """With --profile: py-spy samples the first delivery drain's worker (collapsed stacks)."""
+        if not self.options.profile or not name.startswith(("noop-0", "deliveries-0")):
             return None
         output = Path(self.options.profile) / f"{name}.txt"
         output.parent.mkdir(parents=True, exist_ok=True)
-        command = [
-            "py-spy",
+        spy_command = [
             "record",
             "--pid",
             str(pid),
@@ -251,8 +287,11 @@ class Bench:
             "--output",
             str(output),
         ]
-        spy = subprocess.Popen([str(Path(sys.executable).parent / command[0]), *command[1:]], stdout=subprocess.DEVNULL)
-        time.sleep(0.3)  # attached (the messages wait: the measure is not the point of a profiled run)
+        spy = subprocess.Popen(
+            [str(Path(sys.executable).parent / "py-spy"), *spy_command],
+            stdout=subprocess.DEVNULL,
+        )
+        time.sleep(0.3)  # attached (the messages wait: a profiled run measures nothing else)
         return spy
 
     def audit(self) -> list[tuple[str, str]]:
@@ -269,7 +308,7 @@ class Bench:
     def finished_in_audit(self, ids: set[str]) -> bool:
         return ids <= {delivery_id for delivery_id, _ in self.audit()}
 
-    # --- the phases ---------------------------------------------------------------------
+    # --- the rounds: raw POST, no-op and delivery drains --------------------------------
 
     def raw_post(self) -> None:
         from tasks import payload
@@ -277,9 +316,9 @@ class Bench:
 
         body = self.logs / "body.json"
         body.write_bytes(payload.encode(payload.build(a_lead("raw", "call"), 0)))
-        count = self.options.raw_posts
+        url, count = self.receiver.url("/ok/raw"), str(self.options.raw_posts)
         done = subprocess.run(
-            [sys.executable, "-m", "bench.raw_post", self.receiver.url("/ok/raw"), str(count), str(body)],
+            [sys.executable, "-m", "bench.raw_post", url, count, str(body)],
             capture_output=True,
             text=True,
             check=True,
@@ -287,75 +326,117 @@ class Bench:
         found = json.loads(done.stdout)
         if found["failures"]:
             raise SystemExit(f"bench: raw POST loop: {found['failures']} failures")
-        self.results["raw_post_cpu_ms"] = found["cpu_ms"]
-        self.rows.append(
-            (
-                "raw POST CPU",
-                f"{found['cpu_ms']:.2f} ms",
-                f"{count} POSTs, requests.Session, {found['wall_ms']:.2f} ms each",
-            )
-        )
+        self.raw.append(found)
 
-    def noop_and_deliveries(self) -> None:
+    def round(self, number: int) -> None:
         from bench.noop import NAME as NOOP
+        from bench.parts import NAME as PART
+        from bench.parts import PARTS
         from producer.dispatch import plan
 
         n = self.options.messages
-        shop = self.subscribers("healthy", [f"/ok/healthy-{index}" for index in range(10)])
+        if not self.healthy_shop:
+            self.healthy_shop = self.subscribers("healthy", [f"/ok/healthy-{index}" for index in range(10)])
         leads = math.ceil(n / 10)
+        self.raw_post()
+        kinds = ["noop", "deliveries"] if number % 2 == 0 else ["deliveries", "noop"]
+        if not self.options.quick:
+            kinds += ["healthy", "hanging"] if number % 2 == 0 else ["hanging", "healthy"]
+        if self.options.breakdown:
+            kinds += list(PARTS)
+        for kind in kinds:
+            queue = f"bench-{RUN}-{kind}-{number}"
+            if kind in ("healthy", "hanging"):
+                self.tenth(kind, number)
+                continue
+            planned = plan(self.leads(self.healthy_shop, leads))[:n]
+            if kind == "deliveries":
+                messages = [(d.delivery_id, d.message) for d in planned]
+                self.dispatched |= {task_id for task_id, _ in messages}
+                task, command, env = "tasks.deliver_webhook", self.command, {}
+            else:
+                messages = [(str(uuid.uuid4()), d.message) for d in planned]  # never delivered
+                task, command = (NOOP, self.noop_command) if kind == "noop" else (PART, self.parts_command)
+                env = {} if kind == "noop" else {"BENCH_PART": kind}
+            self.preload(messages, queue, task)
+            drained = self.drain(f"{kind}-{number}", command, queue, n, {task_id for task_id, _ in messages}, env)
+            self.drains.setdefault(kind, []).append(drained)
 
-        noop_queue = f"bench-{RUN}-noop"
-        noop = [(str(uuid.uuid4()), d.message) for d in plan(self.leads(shop, leads))[:n]]  # never delivered
-        self.preload(noop, noop_queue, NOOP)
-        drained = self.drain("noop", self.noop_command, noop_queue, n, {task_id for task_id, _ in noop})
-        self.results["noop_task_cpu_ms"] = drained.cpu_ms
-        self.results["noop_tasks_per_s"] = drained.per_second
-        self.rows.append(("no-op task CPU", f"{drained.cpu_ms:.2f} ms", f"{n} preloaded, bench.noop worker"))
+    def summarize_rounds(self) -> None:
+        from bench.parts import PARTS
 
-        queue = f"bench-{RUN}-deliveries"
-        planned = plan(self.leads(shop, leads))[:n]
-        self.preload(((d.delivery_id, d.message) for d in planned), queue, "tasks.deliver_webhook")
-        wanted = {d.delivery_id for d in planned}
-        self.dispatched |= wanted
-        delivered = self.drain("deliveries", self.command, queue, n, wanted)
-        self.results["delivery_cpu_ms"] = delivered.cpu_ms
-        self.results["deliveries_per_s"] = delivered.per_second
-        self.results["worker_rss_mb"] = delivered.rss_mib
-        self.healthy_rate = delivered.per_second
+        n, rounds = self.options.messages, len(self.raw)
+        noop, deliveries = self.drains["noop"], self.drains["deliveries"]
+        raw_cpu = [found["cpu_ms"] for found in self.raw]
+        self.results.update(
+            raw_post_cpu_ms=statistics.median(raw_cpu),
+            noop_task_cpu_ms=statistics.median(d.cpu_ms for d in noop),
+            delivery_cpu_ms=statistics.median(d.cpu_ms for d in deliveries),
+            noop_tasks_per_s=statistics.median(d.per_second for d in noop),
+            deliveries_per_s=statistics.median(d.per_second for d in deliveries),
+            worker_rss_mb=max(d.rss_mib for d in deliveries),
+        )
+        each = f"median of {rounds} (min-max)" if rounds > 1 else "1 round"
+        wall = statistics.median(found["wall_ms"] for found in self.raw)
         self.rows += [
-            ("delivery CPU", f"{delivered.cpu_ms:.2f} ms", f"{n} preloaded, 10 subscribers answering 200"),
-            ("no-op drain rate", f"{drained.per_second:.1f}/s", f"{n} in {drained.seconds:.1f} s"),
-            ("delivery drain rate", f"{delivered.per_second:.1f}/s", f"{n} in {delivered.seconds:.1f} s"),
-            ("worker RSS", f"{delivered.rss_mib:.0f} MiB", f"after {n} deliveries"),
-            ("no-op drain: SQS per message", per_message(drained), describe(drained.requests, n)),
-            ("delivery drain: SQS per message", per_message(delivered), describe(delivered.requests, n)),
+            ("raw POST CPU", spread(raw_cpu, " ms"), f"{self.options.raw_posts} POSTs, {wall:.2f} ms each; {each}"),
+            ("no-op task CPU", spread([d.cpu_ms for d in noop], " ms"), f"{n} preloaded, bench.noop worker; {each}"),
+            ("delivery CPU", spread([d.cpu_ms for d in deliveries], " ms"), f"{n} preloaded, 10 subscribers; {each}"),
+            ("no-op drain rate", spread([d.per_second for d in noop], "/s", 1), f"{n} preloaded; {each}"),
+            ("delivery drain rate", spread([d.per_second for d in deliveries], "/s", 1), f"{n} preloaded; {each}"),
+            ("worker RSS", f"{self.results['worker_rss_mb']:.0f} MiB", f"after {n} deliveries (the largest)"),
         ]
+        for kind, drains in (("no-op", noop), ("delivery", deliveries)):
+            counted: Counter[str] = sum((d.requests for d in drains), Counter())
+            per = sum(counted.values()) / (n * len(drains))
+            self.rows.append((f"SQS per message, {kind} drains", f"{per:.2f}", describe(counted, n * len(drains))))
+        if "hanging" in self.drains:
+            hanging = [d.per_second for d in self.drains["hanging"]]
+            healthy = [d.per_second for d in self.drains["healthy"]]
+            ratio = statistics.median(hanging) / statistics.median(healthy)
+            self.results["healthy_rate_ratio_with_hanging"] = ratio
+            others, tenth = self.tenth_sizes
+            self.rows += [
+                (
+                    "rate to 9 subscribers, the 10th healthy",
+                    spread(healthy, "/s", 1),
+                    f"{others} + {tenth} to the 10th, measured until the {others} are done; {each}",
+                ),
+                (
+                    "same, the 10th hanging",
+                    f"{spread(hanging, '/s', 1)}: x {ratio:.2f}",
+                    f"the 10th answers after {HANG_SECONDS} s (WEBHOOK_TIMEOUT 10 s); {each}",
+                ),
+            ]
+        if self.options.breakdown:
+            base = statistics.median(d.cpu_ms for d in noop)
+            for kind in PARTS:
+                cpu = statistics.median(d.cpu_ms for d in self.drains[kind])
+                self.rows.append((f"part `{kind}` CPU", f"{cpu:.2f} ms", f"no-op + {cpu - base:.2f} ms; bench.parts"))
 
-    def hanging(self) -> None:
+    def tenth(self, kind: str, number: int) -> None:
+        """N healthy deliveries and one in ten more to a tenth subscriber: answering at once
+        (``healthy``) or after the timeout (``hanging``); measured until the N healthy are done."""
         from producer.dispatch import plan
 
         n = self.options.messages
-        paths = [f"/ok/mixed-{index}" for index in range(9)] + [f"/slow/{HANG_SECONDS}/hanging"]
-        shop = self.subscribers("mixed", paths)
-        planned = plan(self.leads(shop, math.ceil(n / 9)))
-        hanging = {d.delivery_id for d in planned if d.webhook.startswith("mixed-9-")}
-        healthy = {d.delivery_id for d in planned} - hanging
-        queue = f"bench-{RUN}-hanging"
+        name = f"nine-and-{kind}"
+        if kind not in self.tenth_shops:
+            tenth = "/ok/tenth" if kind == "healthy" else f"/slow/{HANG_SECONDS}/tenth"
+            self.tenth_shops[kind] = self.subscribers(name, [f"/ok/{name}-{index}" for index in range(9)] + [tenth])
+        planned = plan(self.leads(self.tenth_shops[kind], math.ceil(n / 9)))
+        tenth_ids = {d.delivery_id for d in planned if d.webhook.startswith(f"{name}-9-")}
+        others = {d.delivery_id for d in planned} - tenth_ids
+        queue = f"bench-{RUN}-{kind}-{number}"
         self.preload(((d.delivery_id, d.message) for d in planned), queue, "tasks.deliver_webhook")
-        self.dispatched |= healthy | hanging
-        every = healthy | hanging
-        drained = self.drain("hanging", self.command, queue, len(every), healthy)
-        ratio = drained.per_second / self.healthy_rate
-        self.results["healthy_rate_ratio_with_hanging"] = ratio
-        self.rows.append(
-            (
-                "healthy rate, 10 % hanging",
-                f"{drained.per_second:.1f}/s ({ratio:.2f})",
-                f"{len(healthy)} healthy + {len(hanging)} hanging {HANG_SECONDS} s (timeout 10 s)",
-            )
-        )
+        self.dispatched |= others | tenth_ids
+        drained = self.drain(f"{kind}-{number}", self.command, queue, len(planned), others)
+        self.drains.setdefault(kind, []).append(drained)
+        self.tenth_sizes = (len(others), len(tenth_ids))
 
-    def dispatch_counts(self) -> str:
+    # --- the other phases ---------------------------------------------------------------
+
+    def dispatch_counts(self) -> None:
         """SQS requests of one lead to 10 subscribers: warm producer, then a new `webhooks dispatch`."""
         import producer
         from tests.support.factories import a_lead
@@ -378,15 +459,15 @@ class Bench:
             ("dispatch, 1 lead x 10 subscribers", f"{sum(warm.values())} requests", describe(warm, 1)),
             ("same, `webhooks dispatch` (new process)", f"{sum(cold.values())} requests", describe(cold, 1)),
         ]
-        return shop
 
     def per_delivery_and_hop(self) -> None:
-        """A running worker on the producer's queue: M dispatched leads, then K long waits."""
+        """A running worker on the producer's queue: M dispatched leads, then long waits."""
         from producer.dispatch import dispatch_all, plan
-        from tasks.delivery import Delivery
+        from tasks import deliver_webhook
+        from tasks.delivery import Delivery, utcnow
         from tests.support.services import Worker
 
-        pending = set(self.dispatched) - {d for d, _ in self.audit()}  # the dispatch phase's
+        pending = set(self.dispatched) - {delivery_id for delivery_id, _ in self.audit()}  # the dispatch phase's
         worker = Worker(self.logs / "count.log", command=self.command)
         try:
             wait_until(lambda: self.finished_in_audit(pending), 120, "the dispatch phase's deliveries", every=0.2)
@@ -406,59 +487,41 @@ class Bench:
             self.rows.append(("SQS requests per delivery", f"{per:.2f}", describe(counted, m)))
 
             k = self.options.hops
-            hops = [(d.delivery_id, Delivery.from_message(d.message, d.delivery_id)) for d in plan(self.leads(shop, k))]
-            self.hops |= {delivery_id for delivery_id, _ in hops}
-            from tasks import deliver_webhook
-            from tasks.delivery import utcnow
-
             due = utcnow() + timedelta(hours=2)
-            for delivery_id, later in hops:
-                deliver_webhook.apply_async(
-                    kwargs={"delivery": replace(later, due_at=due).to_message()}, task_id=delivery_id, DelaySeconds=3
-                )
-            with self.moto.record() as counted:
-                wait_until(
-                    lambda: self.deleted() >= k and self.sent() >= k,
-                    120,
-                    f"{k} hops",
-                    0.05,
-                )
-            per = sum(counted.values()) / k
-            self.results["sqs_requests_per_hop"] = per
-            self.rows.append(("SQS requests per hop", f"{per:.2f}", describe(counted, k)))
+            for label in ("first", "steady"):
+                later = [Delivery.from_message(d.message, d.delivery_id) for d in plan(self.leads(shop, k))]
+                self.hops |= {d.delivery_id for d in later}
+                for delivery in later:  # invisible for 3 s: the recording starts before the worker sees them
+                    message = replace(delivery, due_at=due).to_message()
+                    deliver_webhook.apply_async(
+                        kwargs={"delivery": message}, task_id=delivery.delivery_id, DelaySeconds=3
+                    )
+                with self.moto.record() as counted:
+                    wait_until(lambda: self.deleted() >= k and self.sent() >= k, 120, f"{k} hops", 0.05)
+                per = sum(counted.values()) / k
+                if label == "steady":
+                    self.results["sqs_requests_per_hop"] = per
+                    self.rows.append(("SQS requests per hop", f"{per:.2f}", describe(counted, k)))
+                else:
+                    self.rows.append(
+                        (f"same, the worker's first {k} hops", f"{per:.2f}", describe(counted, k) + " (warm-up)")
+                    )
         finally:
             worker.stop()
-
-    def deleted(self) -> int:
-        """Messages deleted since the recording started (one by one or in batches)."""
-        found = measure.messages_by_action(self.moto.recording.read_text())
-        return found["DeleteMessage"] + found["DeleteMessageBatch"]
-
-    def sent(self) -> int:
-        found = measure.messages_by_action(self.moto.recording.read_text())
-        return found["SendMessage"] + found["SendMessageBatch"]
-
-
-def per_message(drain: Drain) -> str:
-    return f"{sum(drain.requests.values()) / drain.messages:.2f}"
-
-
-def describe(counts: Counter[str], per: int) -> str:
-    return ", ".join(f"{action.split(' ', 1)[1]} {count / per:.2f}" for action, count in counts.most_common())
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=300, help="messages per drain (no-op, deliveries, hanging)")
+    parser.add_argument("--rounds", type=int, default=3, help="raw POST, no-op and delivery drains: medians of these")
     parser.add_argument("--count", type=int, default=100, help="leads dispatched to count requests per delivery")
     parser.add_argument("--hops", type=int, default=20, help="long waits to count requests per hop")
     parser.add_argument("--raw-posts", type=int, default=2000)
     parser.add_argument("--pool", help="instead of the Procfile's (to compare)")
     parser.add_argument("--concurrency", type=int, help="instead of the Procfile's (to compare)")
-    parser.add_argument(
-        "--profile", metavar="DIR", help="py-spy the no-op and delivery drains into DIR (pip install py-spy)"
-    )
-    parser.add_argument("--quick", action="store_true", help="only the raw POST, no-op and delivery drains")
+    parser.add_argument("--breakdown", action="store_true", help="also price parts of a delivery (bench.parts)")
+    parser.add_argument("--profile", metavar="DIR", help="py-spy a delivery drain into DIR (pip install py-spy)")
+    parser.add_argument("--quick", action="store_true", help="the rounds only, no JSON")
     options = parser.parse_args()
 
     from local.count_requests import Moto
@@ -474,16 +537,22 @@ def main() -> None:
 
         migrations.upgrade()
         bench = Bench(options, logs, moto)
-        print(f"bench: worker `{shlex.join(bench.command)}`; logs in {logs}", flush=True)
-        phases = [bench.raw_post, bench.noop_and_deliveries, bench.hanging, bench.dispatch_counts]
-        for phase in phases[:2] if options.quick else [*phases, bench.per_delivery_and_hop]:
-            phase()
-            print(f"  {time.monotonic() - started:5.0f} s: {phase.__name__} done", flush=True)
-        if options.quick:
-            print(measure.table(bench.rows))
-            return
-        book = measure.accounting(bench.dispatched, bench.audit())
-        strays = {delivery_id for delivery_id, _ in bench.audit()} & bench.hops
+        print(f"bench: worker `{shlex.join(bench.command[1:])}`; logs in {logs}", flush=True)
+        steps: list[tuple[str, Callable[[], None]]] = [
+            (f"round {number + 1}", functools.partial(bench.round, number)) for number in range(options.rounds)
+        ]
+        steps.append(("rounds summed up", bench.summarize_rounds))
+        if not options.quick:
+            steps += [
+                ("dispatch counted", bench.dispatch_counts),
+                ("per delivery and per hop counted", bench.per_delivery_and_hop),
+            ]
+        for name, step in steps:
+            step()
+            print(f"  {time.monotonic() - started:5.0f} s: {name}", flush=True)
+        attempts = bench.audit()
+        book = measure.accounting(bench.dispatched, attempts)
+        strays = {delivery_id for delivery_id, _ in attempts} & bench.hops
         from records import trail
 
         report = trail.verify(os.environ["DATABASE_URL"])
@@ -493,28 +562,30 @@ def main() -> None:
         database.engine(os.environ["DATABASE_URL"]).dispose()
         mysql(f"DROP DATABASE IF EXISTS {DB}")
         moto.stop()
-    line = measure.summary(bench.results, book)
-    if strays:
-        line["accounted"] = False
-    rows = [
-        *bench.rows,
-        (
-            "accounted",
-            "yes" if line["accounted"] else "NO: this run is VOID",
-            f"dispatched {book.dispatched} = delivered {book.delivered} + failed {book.failed}"
-            + (f"; {len(strays)} long waits attempted early" if strays else ""),
-        ),
-        ("audit trail", "intact" if report.ok else "BROKEN", report.summary() if report.ok else report.headline()),
-    ]
+
     print()
     print(f"worker: `{shlex.join(bench.command[1:])}` ({time.monotonic() - started:.0f} s)")
+    if options.quick:
+        print(measure.table(bench.rows))
+        return
+    line = measure.summary(bench.results, book)
+    if strays or not report.ok:
+        line["accounted"] = False
+    verdict = "yes" if line["accounted"] else "NO: this run is VOID"
+    detail = f"dispatched {book.dispatched} = delivered {book.delivered} + failed {book.failed}"
+    if strays:
+        detail += f"; {len(strays)} long waits were attempted early"
+    rows = [
+        *bench.rows,
+        ("accounted", verdict, detail),
+        ("audit trail", "intact" if report.ok else "BROKEN", f"{report.records} records, {report.chains} chains"),
+    ]
     print(measure.table(rows))
     print()
-    print(
-        measure.table(
-            [(t.name, "met" if t.met else "NOT MET", t.detail) for t in measure.targets(line)], ("target", "", "")
-        )
-    )
+    targets = measure.targets(line)
+    print(measure.table([(t.name, "met" if t.met else "NOT MET", t.detail) for t in targets], ("target", "", "")))
+    if not line["accounted"]:
+        print(f"\nthis run is VOID: {detail}" + ("" if report.ok else f"; {report.headline()}"))
     print()
     print(json.dumps(line))
 

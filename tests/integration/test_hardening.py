@@ -200,3 +200,34 @@ def test_https_goes_to_the_checked_address_with_the_names_sni_and_certificate_ch
     wrong = sender.post(destination.check(f"https://elsewhere.test:{port}/hook"), b"{}", {})
     assert not wrong.ok
     assert "certificate" in (wrong.error or "").lower()  # the certificate is checked against the name
+
+
+def test_a_cookie_a_subscriber_sets_is_never_sent_back() -> None:
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    cookies: list[str | None] = []
+
+    class SettingCookies(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            cookies.append(self.headers.get("Cookie"))
+            self.send_response(200)
+            self.send_header("Set-Cookie", "session=abc; Path=/")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            return None
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), SettingCookies)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        for name in ("first", "second"):  # two subscribers behind one address, as on shared hosting
+            target = destination.check(f"http://127.0.0.1:{server.server_address[1]}/{name}")
+            assert sender.post(target, b"{}", {"Content-Type": "application/json"}).ok
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert cookies == [None, None]

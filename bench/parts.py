@@ -1,0 +1,49 @@
+"""A bench-only Celery module for ``make bench``'s breakdown (``--breakdown``): a task doing one
+part of a delivery, chosen by BENCH_PART, so that each part is priced inside a worker, next to
+the no-op task (bench.noop), under the same broker settings:
+
+- ``post``: what ``tasks.delivery.attempt`` does to send (payload, signatures, SSRF check,
+  ``tasks.sender.post`` with its deadline watchdog);
+- ``requests``: a plain ``requests.Session`` POST (one session per thread), the raw POST's
+  loop body, but inside the worker;
+- ``select``: the duplicate check (``tasks.audit.already_delivered``), one SELECT.
+
+Nothing is recorded in the audit. The task takes the same argument as ``deliver_webhook``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+import requests
+
+from tasks import audit, destination, payload, sender, signature
+from tasks.application import app
+
+NAME = "bench.part"
+PARTS = ("post", "requests", "select")
+_local = threading.local()
+
+
+@app.task(name=NAME)
+def part(delivery: dict[str, Any]) -> None:
+    chosen = os.environ.get("BENCH_PART", "")
+    body = payload.encode(payload.build(delivery["lead"], 0))
+    headers = {"Content-Type": "application/json", "webhook-id": delivery["delivery_id"]}
+    if chosen == "post":
+        headers.update(signature.headers("bench", body))
+        sender.post(destination.check(delivery["url"]), body, headers)
+    elif chosen == "requests":
+        session = getattr(_local, "session", None)
+        if session is None:
+            session = _local.session = requests.Session()
+        session.post(delivery["url"], data=body, headers=headers, timeout=10).close()
+    elif chosen == "select":
+        audit.already_delivered(delivery["delivery_id"])
+    else:
+        raise ValueError(f"BENCH_PART={chosen!r}: one of {PARTS}")
+
+
+__all__ = ["NAME", "PARTS", "app", "part"]
