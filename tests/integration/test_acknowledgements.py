@@ -13,9 +13,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from kombu.asynchronous import Hub, set_event_loop
 from kombu.connection import Connection
 from kombu.entity import Exchange, Queue
-from kombu.asynchronous import Hub, set_event_loop
 
 from tests.support.services import wait_for
 
