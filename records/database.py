@@ -23,7 +23,7 @@ def _engine(url: str, pid: int) -> Engine:
     # pool_size=0: every connection is kept for the next use (no limit). A thread holds at most
     # one at a time, so a worker keeps at most one per pool thread, plus its checkpointer's.
     # The default (5, then up to 10 more closed after each use) made a worker of 8 threads open
-    # a new connection (TCP, MySQL handshake, an SSL context: about 10 ms of CPU) every few deliveries.
+    # a new connection (TCP, MySQL handshake, an SSL context: about 25 ms of CPU) every few deliveries.
     created = create_engine(url, pool_pre_ping=True, pool_recycle=3600, pool_size=0)
     if created.dialect.driver == "pymysql":
         event.listen(created, "do_connect", _connect_sharing_ssl_context)

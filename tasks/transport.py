@@ -35,7 +35,14 @@ Also fixed, whether or not fanout is on (kombu 5.7.0 defects):
 - ``_delete`` evicted the queue name instead of the SQS name from the URL cache, so a queue
   declared again after its deletion was used at its old, dead URL;
 - a long poll outlasted ``drain_events(timeout)``: ``celery inspect`` waited the full
-  ``wait_time_seconds`` after the last reply.
+  ``wait_time_seconds`` after the last reply;
+- a worker whose prefetch slots were all held polled again only after ``polling_interval``
+  (1 s): a worker ran at most ``prefetch_count`` tasks a second. It now polls as soon as an
+  acknowledgement frees a slot.
+
+And, for a worker's throughput and SQS bill: its acknowledgements are deleted in batches
+(DeleteMessageBatch, up to 10 within ``ack_batch_window``, 50 ms by default), no longer with
+one blocking DeleteMessage each in the event loop (see ``Channel.basic_ack``).
 """
 
 from __future__ import annotations

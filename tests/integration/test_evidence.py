@@ -110,7 +110,7 @@ def test_the_evidence_of_a_retried_delivery_lists_every_attempt_and_its_hmacs_re
     assert wrong.returncode == 1
     assert wrong.stdout.count("FAILED") == 6  # two signatures on each of the three attempts
 
-    # The session's trail, written by the worker's 8 threads, still verifies.
+    # The session's trail, written by the worker's pool threads, still verifies.
     verified = cli("audit", "verify")
     assert verified.exit_code == 0, verified.output
     assert verified.output.startswith("audit trail intact: ")
