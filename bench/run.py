@@ -132,8 +132,21 @@ def wait_until(check: Callable[[], object], timeout: float, what: str, every: fl
 
 
 @dataclass
+class Window:
+    """Where a drain's measure starts: after ``done_before`` tasks, at ``started``, ``cpu`` seconds used."""
+
+    done_before: int
+    started: float
+    cpu: float
+
+    def restart(self, done_before: int, cpu: float) -> None:
+        self.done_before, self.started, self.cpu = done_before, time.monotonic(), cpu
+
+
+@dataclass
 class Drain:
-    """A fresh worker draining preloaded messages, measured from "ready" until the wanted ones finished."""
+    """A fresh worker draining preloaded messages, measured from "ready" (or once its warm-up tasks are
+    done) until the wanted ones finished: ``messages`` of them in the window."""
 
     messages: int
     seconds: float
@@ -235,7 +248,8 @@ class Bench:
         wanted: set[str],
         env: dict[str, str] | None = None,
     ) -> Drain:
-        """Start a worker on ``queue``, loaded with ``total`` messages; measure from "ready" until every
+        """Start a worker on ``queue``, loaded with ``total`` messages; measure from "ready" (or after
+        ``--warm-up`` of the wanted tasks) until every
         task of ``wanted`` finished (its log says so); then wait until all ``total`` are deleted."""
         from tests.support.services import Worker
 
@@ -246,18 +260,26 @@ class Bench:
         with self.moto.record() as requests:
             worker = FastWorker(log, env={"SQS_QUEUE": queue, **(env or {})}, command=command)
             try:
-                started, cpu = time.monotonic(), measure.tree_cpu_seconds(worker.process.pid)
                 finished = Finished(worker.log_path)
                 spy = self.profile(name, worker.process.pid)
-                wait_until(
-                    lambda: worker.process.poll() is not None or wanted <= finished.poll(),
-                    600,
-                    f"{name}: {len(wanted)}",
-                )
+                # The window starts once `warm_up` of the wanted tasks are done (0: at "ready"):
+                # the worker's threads and connections are then open, as in a worker that has run a while.
+                warm_up = min(self.options.warm_up, len(wanted) // 2)
+                window = Window(0, time.monotonic(), measure.tree_cpu_seconds(worker.process.pid))
+
+                def done() -> bool:
+                    if worker.process.poll() is not None:
+                        return True
+                    count = len(wanted & finished.poll())
+                    if warm_up and window.done_before == 0 and count >= warm_up:
+                        window.restart(count, measure.tree_cpu_seconds(worker.process.pid))
+                    return count == len(wanted)
+
+                wait_until(done, 600, f"{name}: {len(wanted)}")
                 if worker.process.poll() is not None:
                     raise SystemExit(f"bench: the {name} worker exited; see {worker.log_path}")
-                seconds = time.monotonic() - started
-                cpu = measure.tree_cpu_seconds(worker.process.pid) - cpu
+                seconds = time.monotonic() - window.started
+                cpu = measure.tree_cpu_seconds(worker.process.pid) - window.cpu
                 rss = measure.tree_rss_mib(worker.process.pid)
                 if spy is not None:
                     spy.send_signal(signal.SIGINT)
@@ -267,7 +289,7 @@ class Bench:
                 worker.stop()
         if not self.queue_empty(queue):
             raise SystemExit(f"bench: {name}: messages left in {queue}")
-        return Drain(len(wanted), seconds, cpu, rss, requests)
+        return Drain(len(wanted) - window.done_before, seconds, cpu, rss, requests)
 
     def profile(self, name: str, pid: int) -> subprocess.Popen[bytes] | None:
         """With --profile: py-spy samples the first delivery drain's worker (collapsed stacks)."""
@@ -377,13 +399,15 @@ class Bench:
             worker_rss_mb=max(d.rss_mib for d in deliveries),
         )
         each = f"median of {rounds} (min-max)" if rounds > 1 else "1 round"
+        warm = min(self.options.warm_up, n // 2)
+        loaded = f"{n} preloaded, measured after the first {warm}" if warm else f"{n} preloaded"
         wall = statistics.median(found["wall_ms"] for found in self.raw)
         self.rows += [
             ("raw POST CPU", spread(raw_cpu, " ms"), f"{self.options.raw_posts} POSTs, {wall:.2f} ms each; {each}"),
-            ("no-op task CPU", spread([d.cpu_ms for d in noop], " ms"), f"{n} preloaded, bench.noop worker; {each}"),
-            ("delivery CPU", spread([d.cpu_ms for d in deliveries], " ms"), f"{n} preloaded, 10 subscribers; {each}"),
-            ("no-op drain rate", spread([d.per_second for d in noop], "/s", 1), f"{n} preloaded; {each}"),
-            ("delivery drain rate", spread([d.per_second for d in deliveries], "/s", 1), f"{n} preloaded; {each}"),
+            ("no-op task CPU", spread([d.cpu_ms for d in noop], " ms"), f"{loaded}, bench.noop worker; {each}"),
+            ("delivery CPU", spread([d.cpu_ms for d in deliveries], " ms"), f"{loaded}, 10 subscribers; {each}"),
+            ("no-op drain rate", spread([d.per_second for d in noop], "/s", 1), f"{loaded}; {each}"),
+            ("delivery drain rate", spread([d.per_second for d in deliveries], "/s", 1), f"{loaded}; {each}"),
             ("worker RSS", f"{self.results['worker_rss_mb']:.0f} MiB", f"after {n} deliveries (the largest)"),
         ]
         for kind, drains in (("no-op", noop), ("delivery", deliveries)):
@@ -517,6 +541,9 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=100, help="leads dispatched to count requests per delivery")
     parser.add_argument("--hops", type=int, default=20, help="long waits to count requests per hop")
     parser.add_argument("--raw-posts", type=int, default=2000)
+    parser.add_argument(
+        "--warm-up", type=int, default=64, help="tasks of each drain done before its measure starts (0: from ready)"
+    )
     parser.add_argument("--pool", help="instead of the Procfile's (to compare)")
     parser.add_argument("--concurrency", type=int, help="instead of the Procfile's (to compare)")
     parser.add_argument("--breakdown", action="store_true", help="also price parts of a delivery (bench.parts)")

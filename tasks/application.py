@@ -121,8 +121,11 @@ def deliver_webhook(self: Task, delivery: dict[str, Any]) -> None:
     Thin on purpose: ``tasks.delivery.process`` does the work and says whether the
     message must come back later (a retry, or a hop of a wait longer than SQS's delay).
     """
+    # Whether SQS handed this message out before (tasks.transport): only then can its delivery
+    # have succeeded already (a worker killed before its acknowledgement, a delete that failed).
+    redelivered = bool((self.request.delivery_info or {}).get("redelivered", True))
     try:
-        again = process(delivery, self.request.id)
+        again = process(delivery, self.request.id, redelivered=redelivered)
     except Exception:  # a bug, the database down…: the message comes back after the visibility timeout
         named = delivery.get("delivery_id") if isinstance(delivery, dict) else None
         log.exception("delivery %s failed unexpectedly; it comes back in %d s", named or self.request.id, _BACKOFF)

@@ -180,7 +180,7 @@ def already_delivered(delivery_id: str) -> bool:
     repeated webhook-id) is better than not sending.
     """
     try:
-        with database.engine(settings.AUDIT_DATABASE_URL).connect() as connection:  # Core: no ORM session
+        with database.autocommit_engine(settings.AUDIT_DATABASE_URL).connect() as connection:  # one round trip
             found = connection.execute(_SUCCEEDED, {"delivery_id": delivery_id}).first()
     except (OperationalError, InterfaceError) as error:
         notices.warning(

@@ -209,8 +209,17 @@ class Again:
     delay: int
 
 
-def process(message: object, default_id: str, now: Callable[[], datetime] = utcnow) -> Again | None:
-    """Handle one arrival of a delivery message. Unexpected errors propagate to the task."""
+def process(
+    message: object, default_id: str, now: Callable[[], datetime] = utcnow, *, redelivered: bool = True
+) -> Again | None:
+    """Handle one arrival of a delivery message. Unexpected errors propagate to the task.
+
+    A ``redelivered`` message (SQS handed it out before, and it was not deleted) is first
+    looked up in the audit: if its delivery already succeeded, it is dropped. A message
+    received for the first time is not: one SELECT less on every delivery. A copy that SQS
+    hands out for the first time (SQS delivers at least once; a publish retried after a
+    timeout) may then be POSTed again, with the same ``webhook-id``.
+    """
     try:
         delivery = Delivery.from_message(message, default_id)
     except (MalformedMessage, TamperedMessage) as error:
@@ -224,7 +233,7 @@ def process(message: object, default_id: str, now: Callable[[], datetime] = utcn
         log.debug("delivery %s arrived before %s: put back for %d s", delivery.delivery_id, delivery.due_at, delay)
         return Again(delivery.to_message(), delay)
 
-    if audit.already_delivered(delivery.delivery_id):
+    if redelivered and audit.already_delivered(delivery.delivery_id):
         log.info("delivery %s already succeeded: duplicate message dropped", delivery.delivery_id)
         return None
 

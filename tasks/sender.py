@@ -173,16 +173,32 @@ def _server_name(host_header: str | bytes) -> str:
     return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
+# Kept-alive connections: one pool per subscriber address (the least recently used closed
+# beyond this many), each keeping at most this many idle connections for the next request.
+KEEPALIVE_ADDRESSES = 100
+KEEPALIVE_PER_ADDRESS = 256
+
+_session_lock = threading.Lock()
+_shared: tuple[int, requests.Session] | None = None
+
+
 def _session() -> requests.Session:
-    """One session per thread, for its pinned adapters' keep-alive connections."""
-    session: requests.Session | None = getattr(_local, "session", None)
-    if session is None:
-        session = requests.Session()
-        session.trust_env = False  # no proxy or netrc from the environment decides where a lead goes
-        session.mount("http://", PinnedAdapter())
-        session.mount("https://", PinnedAdapter())
-        _local.session = session
-    return session
+    """One session per process, shared by its threads: its pinned adapters' kept-alive
+    connections serve every thread (urllib3's pools are thread-safe; only the adapters are
+    used, not the session's request machinery). A session per thread made each of a worker's
+    64 threads open its own connection to every subscriber."""
+    global _shared
+    shared = _shared
+    if shared is not None and shared[0] == os.getpid():
+        return shared[1]
+    with _session_lock:
+        if _shared is None or _shared[0] != os.getpid():  # a forked child opens its own
+            session = requests.Session()
+            session.trust_env = False  # no proxy or netrc from the environment decides where a lead goes
+            for scheme in ("http://", "https://"):
+                session.mount(scheme, PinnedAdapter(KEEPALIVE_ADDRESSES, KEEPALIVE_PER_ADDRESS))
+            _shared = (os.getpid(), session)
+        return _shared[1]
 
 
 # What a requests.Session adds to every request (User-Agent and Accept-Encoding are replaced)

@@ -42,7 +42,8 @@ Also fixed, whether or not fanout is on (kombu 5.7.0 defects):
 
 And, for a worker's throughput and SQS bill: its acknowledgements are deleted in batches
 (DeleteMessageBatch, up to 10 within ``ack_batch_window``, 50 ms by default), no longer with
-one blocking DeleteMessage each in the event loop (see ``Channel.basic_ack``).
+one blocking DeleteMessage each in the event loop (see ``Channel.basic_ack``). A message's
+``delivery_info["redelivered"]`` says whether SQS handed it out before (``ApproximateReceiveCount``).
 """
 
 from __future__ import annotations
@@ -321,6 +322,15 @@ class Channel(SQS.Channel):
             self.sqs(queue=queue_name).delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
         except ClientError as error:
             logger.warning("could not delete a no-ack message from %s: %r", queue_name, error)
+
+    def _envelope_payload(self, payload: Any, raw_text: str, message: dict[str, Any], q_url: str) -> Any:
+        """kombu's envelope, with ``delivery_info["redelivered"]`` as AMQP brokers set it (kombu's
+        SQS left it unset: false): true when SQS handed the message out before, i.e. its
+        ``ApproximateReceiveCount`` (which kombu asks for) is above 1, or unknown."""
+        enveloped = super()._envelope_payload(payload, raw_text, message, q_url)
+        count = message.get("Attributes", {}).get("ApproximateReceiveCount")
+        enveloped["properties"]["delivery_info"]["redelivered"] = count is None or int(count) > 1
+        return enveloped
 
     def _delete(self, queue: str, *args: Any, **kwargs: Any) -> None:
         """Delete the queue and evict its SQS name from the URL cache (kombu evicted the AMQP name)."""

@@ -118,6 +118,7 @@ def database() -> Iterator[str]:
         assert report.ok, report.headline()
     finally:
         db.engine(os.environ["DATABASE_URL"]).dispose()
+        db.autocommit_engine(os.environ["DATABASE_URL"]).dispose()
         mysql(f"DROP DATABASE IF EXISTS {DB_NAME}")
 
 

@@ -95,3 +95,16 @@ def test_an_acknowledgement_from_another_thread_is_deleted_at_once(channel: Any,
     acker.start()
     acker.join()
     assert in_queue(sqs, name) == (0, 0)
+
+
+def test_a_message_sqs_hands_out_a_second_time_is_marked_redelivered(channel: Any, sqs: Any) -> None:
+    name, [first] = loaded(channel, 1)
+    assert first.delivery_info["redelivered"] is False  # never handed out before
+
+    url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
+    sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=first.delivery_tag, VisibilityTimeout=0)  # not deleted
+    queue = Queue(name, Exchange(name), routing_key=name)(channel)
+    second = wait_for(lambda: queue.get(no_ack=False), 10, "the message again")
+
+    assert second.delivery_info["redelivered"] is True
+    assert second.body == first.body

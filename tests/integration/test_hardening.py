@@ -231,3 +231,19 @@ def test_a_cookie_a_subscriber_sets_is_never_sent_back() -> None:
         server.shutdown()
         server.server_close()
     assert cookies == [None, None]
+
+
+def test_the_threads_of_a_worker_share_their_kept_alive_connections(connections: list[Any]) -> None:
+    subscriber = Receiver()
+    try:
+        target = destination.check(subscriber.url("/ok/shared"))
+        outcomes: list[bool] = []
+        for _ in range(4):  # four threads, one after the other, as a worker's pool runs deliveries
+            thread = threading.Thread(target=lambda: outcomes.append(sender.post(target, b"{}", {}).ok))
+            thread.start()
+            thread.join()
+    finally:
+        subscriber.stop()
+
+    assert outcomes == [True] * 4
+    assert [address for address in connections if address[1] == subscriber.port] == [("127.0.0.1", subscriber.port)]

@@ -88,14 +88,25 @@ def test_a_message_that_arrives_before_its_due_time_is_put_back_not_sent(worker:
     assert f"delivery {sent['delivery_id']} arrived before" in worker.output()
 
 
-def test_a_duplicate_of_a_delivered_message_is_not_sent_again(worker: Worker, receiver: Receiver) -> None:
+def test_a_message_sqs_hands_out_again_after_its_delivery_succeeded_is_not_sent_again(
+    worker: Worker, receiver: Receiver, logs: Path, sqs: Any
+) -> None:
     path = f"/ok/{unique('dup')}"
     sent = message(receiver.url(path))
     deliver_webhook.delay(sent)
     wait_for(lambda: attempts(sent["delivery_id"]), 30, "the first delivery")
 
-    deliver_webhook.delay(sent)  # SQS delivers at least once: the same message again
-    wait_for(lambda: f"delivery {sent['delivery_id']} already succeeded" in worker.output(), 30, "the duplicate")
+    # The same message, handed out once already and not deleted: as after a worker killed
+    # between its POST and its acknowledgement, or a delete that failed.
+    queue = unique("redelivered")
+    deliver_webhook.apply_async(kwargs={"delivery": sent}, queue=queue)
+    url = sqs.get_queue_url(QueueName=queue)["QueueUrl"]
+    wait_for(lambda: sqs.receive_message(QueueUrl=url, VisibilityTimeout=0).get("Messages"), 10, "a first receipt")
+    again = Worker(logs / f"{queue}.log", {"SQS_QUEUE": queue})
+    try:
+        wait_for(lambda: f"delivery {sent['delivery_id']} already succeeded" in again.output(), 30, "the duplicate")
+    finally:
+        again.stop()
     assert len(receiver.to(path)) == 1
     assert len(attempts(sent["delivery_id"])) == 1
 

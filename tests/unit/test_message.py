@@ -71,3 +71,26 @@ def test_a_message_survives_the_json_round_trip_of_the_queue() -> None:
     import json
 
     assert Delivery.from_message(json.loads(json.dumps(GOOD)), "x").webhook == "w"
+
+
+def test_only_a_redelivered_message_is_looked_up_in_the_audit_before_it_is_sent(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tasks import audit, delivery
+
+    looked_up: list[str] = []
+    attempted: list[str] = []
+
+    def already_delivered(delivery_id: str) -> bool:
+        looked_up.append(delivery_id)
+        return True
+
+    monkeypatch.setattr(audit, "already_delivered", already_delivered)
+    monkeypatch.setattr(delivery, "attempt", lambda sent, now=None: attempted.append(sent.delivery_id))
+    message = secretbox.authenticate({**GOOD, "delivery_id": "d"})
+
+    assert delivery.process(message, "task-id", redelivered=False) is None
+    assert (looked_up, attempted) == ([], ["d"])  # handed out for the first time: sent, no lookup
+
+    assert delivery.process(message, "task-id", redelivered=True) is None
+    assert (looked_up, attempted) == (["d"], ["d"])  # handed out again, already succeeded: dropped

@@ -1,0 +1,118 @@
+"""The audit's connections to MariaDB on the delivery path: one round trip per statement,
+and a connection the server closed is replaced."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+import pytest
+
+from records import database, trail
+from tasks import audit
+from tests.integration.conftest import attempts
+from tests.support.services import mysql
+
+
+def an_attempt(delivery_id: str) -> dict[str, Any]:
+    return {
+        "delivery_id": delivery_id,
+        "lead_id": str(uuid.uuid4()),
+        "webhook": "connections",
+        "url": "http://127.0.0.1/hook",
+        "retry": 0,
+        "status": "success",
+        "http_status": 200,
+        "error": None,
+        "request_headers": {"Content-Type": "application/json"},
+        "request_body": "{}",
+        "response_body": "ok",
+        "duration_ms": 1.0,
+        "attempted_at": datetime(2026, 11, 28, 12, 0),
+        "next_retry_at": None,
+    }
+
+
+@pytest.fixture
+def one_connection(database: str) -> Iterator[str]:
+    """The audit's autocommit pool emptied: this test's statements share one new connection."""
+    from records import database as db  # the fixture's parameter hides the module
+
+    db.autocommit_engine(database).dispose()
+    yield database
+    db.autocommit_engine(database).dispose()
+
+
+def session_counters(url: str) -> dict[str, int]:
+    """The statement counters of the pool's (single) connection, and its id."""
+    with database.autocommit_engine(url).connect() as connection:
+        rows = connection.exec_driver_sql(
+            "SHOW SESSION STATUS WHERE Variable_name IN ('Com_insert', 'Com_select', 'Com_commit', 'Com_rollback')"
+        ).all()
+        (connection_id,) = connection.exec_driver_sql("SELECT CONNECTION_ID()").one()
+    return {str(name): int(value) for name, value in rows} | {"id": int(connection_id)}
+
+
+def connection_id(url: str) -> int:
+    with database.autocommit_engine(url).connect() as connection:
+        return int(connection.exec_driver_sql("SELECT CONNECTION_ID()").scalar_one())
+
+
+def test_an_audit_record_and_a_duplicate_check_are_one_statement_each_without_commit_or_rollback(
+    one_connection: str,
+) -> None:
+    delivery_id = str(uuid.uuid4())
+    before = session_counters(one_connection)
+
+    assert not audit.already_delivered(delivery_id)
+    trail.append(one_connection, an_attempt(delivery_id))
+    assert audit.already_delivered(delivery_id)
+
+    after = session_counters(one_connection)
+    assert after["id"] == before["id"]  # the same connection throughout
+    assert {name: after[name] - before[name] for name in ("Com_insert", "Com_commit", "Com_rollback")} == {
+        "Com_insert": 1,
+        "Com_commit": 0,
+        "Com_rollback": 0,
+    }
+    assert after["Com_select"] - before["Com_select"] == 3  # the two checks, and SELECT CONNECTION_ID()
+    [row] = attempts(delivery_id)  # read on another connection: committed
+    assert row["status"] == "success"
+
+
+def test_a_connection_the_server_closed_while_it_was_idle_is_replaced_before_it_is_used(
+    one_connection: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    killed = connection_id(one_connection)
+    mysql(f"KILL CONNECTION {killed}")  # as a restarted server, or wait_timeout, would
+    monkeypatch.setattr(database, "IDLE_PING_SECONDS", 0.0)  # every pooled connection counts as idle
+    delivery_id = str(uuid.uuid4())
+
+    with caplog.at_level(logging.WARNING, logger="webhooks.audit"):
+        assert not audit.already_delivered(delivery_id)
+        trail.append(one_connection, an_attempt(delivery_id))
+
+    assert caplog.records == []  # no statement failed: the ping found the closed connection first
+    assert connection_id(one_connection) != killed
+    assert [row["status"] for row in attempts(delivery_id)] == ["success"]
+
+
+def test_a_connection_closed_while_in_use_fails_one_statement_and_the_next_gets_a_new_connection(
+    one_connection: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    delivery_id = str(uuid.uuid4())
+    trail.append(one_connection, an_attempt(delivery_id))
+    killed = connection_id(one_connection)  # used a moment ago: not pinged
+    mysql(f"KILL CONNECTION {killed}")
+
+    with caplog.at_level(logging.WARNING, logger="webhooks.audit"):
+        assert not audit.already_delivered(delivery_id)  # the check could not run: said, not raised
+        assert "not checked for duplicates" in caplog.text
+        caplog.clear()
+        assert audit.already_delivered(delivery_id)  # the next one runs, on a new connection
+
+    assert caplog.records == []
+    assert connection_id(one_connection) != killed
