@@ -13,12 +13,15 @@ Every number comes from the same run:
    receiver, in its own process: the floor), then N no-op tasks (the same messages as
    deliveries) and N deliveries (10 subscribers answering 200), each preloaded then drained
    by a fresh worker (the order alternates between rounds). A worker's CPU is utime + stime of
-   it and its children (/proc), from "ready" until its log reports the N tasks done. The
-   medians are kept (the machine is shared: a round can be slowed down);
+   it and its children (/proc), from the moment its log reports the first ``--warm-up`` tasks
+   done (64: its threads and connections are open) until it reports the N tasks done; rates
+   over the same window. The medians are kept (the machine is shared: a round can be slowed down);
 2. hanging, in each round too: N deliveries to 9 subscribers and N/9 more to a 10th, drained
    twice: the 10th answering at once, then answering after 15 s (WEBHOOK_TIMEOUT is 10 s).
    The rate to the 9 (until their N are done) with the 10th hanging, over the rate with the
-   10th healthy (medians): the same queue, only the 10th subscriber differs;
+   10th healthy (medians). The same pattern without a worker (receive 10, delete them but one
+   in ten kept in flight) gives moto's own ratio: its receive slows down with the messages in
+   flight;
 3. dispatch: the SQS requests of ``producer.dispatch`` of one lead matching 10 subscribers (a
    warm producer), and of ``webhooks dispatch`` (a new process), counted by moto's recorder;
 4. per delivery: a running worker, idle, then M leads dispatched (one subscriber, first-try
@@ -195,6 +198,7 @@ class Bench:
         self.raw: list[dict[str, float]] = []
         self.healthy_shop = ""
         self.tenth_shops: dict[str, str] = {}
+        self.sqs_rates: dict[str, list[float]] = {}  # sqs_alone: kind -> rates
         self.tenth_sizes = (0, 0)
 
     # --- building blocks ----------------------------------------------------------------
@@ -370,6 +374,7 @@ class Bench:
             queue = f"bench-{RUN}-{kind}-{number}"
             if kind in ("healthy", "hanging"):
                 self.tenth(kind, number)
+                self.sqs_alone(kind, number)
                 continue
             planned = plan(self.leads(self.healthy_shop, leads))[:n]
             if kind == "deliveries":
@@ -419,6 +424,8 @@ class Bench:
             healthy = [d.per_second for d in self.drains["healthy"]]
             ratio = statistics.median(hanging) / statistics.median(healthy)
             self.results["healthy_rate_ratio_with_hanging"] = ratio
+            alone = {kind: statistics.median(rates) for kind, rates in self.sqs_rates.items()}
+            moto_alone = alone["hanging"] / alone["healthy"]
             others, tenth = self.tenth_sizes
             self.rows += [
                 (
@@ -430,6 +437,11 @@ class Bench:
                     "same, the 10th hanging",
                     f"{spread(hanging, '/s', 1)}: x {ratio:.2f}",
                     f"the 10th answers after {HANG_SECONDS} s (WEBHOOK_TIMEOUT 10 s); {each}",
+                ),
+                (
+                    "same pattern, SQS alone (no worker)",
+                    f"{alone['hanging']:.1f}/s over {alone['healthy']:.1f}/s: x {moto_alone:.2f}",
+                    f"a loop: receive 10, delete them but one in ten kept in flight (or all); {each}",
                 ),
             ]
         if self.options.breakdown:
@@ -457,6 +469,51 @@ class Bench:
         drained = self.drain(f"{kind}-{number}", self.command, queue, len(planned), others)
         self.drains.setdefault(kind, []).append(drained)
         self.tenth_sizes = (len(others), len(tenth_ids))
+
+    def sqs_alone(self, kind: str, number: int) -> None:
+        """The same drain without a worker: a loop receiving 10 messages at a time and deleting
+        them, but for one in ten kept in flight (``hanging``), as the worker does with the
+        tenth subscriber's; measured like the worker's drains (after the warm-up), until the
+        others are deleted. moto's receive looks at every message of the queue, in flight or
+        not: this is how much moto alone slows down with the pattern (the loop waits for each
+        delete; a worker deletes in the background, and slows down less)."""
+        import boto3
+
+        from bench.noop import NAME as NOOP
+
+        n = self.options.messages
+        total = n + math.ceil(n / 9)  # as in `tenth`: N, and one in ten more
+        planned = [(str(uuid.uuid4()), message) for message in self.sample_messages(total)]  # never delivered
+        queue = f"bench-{RUN}-sqs-{kind}-{number}"
+        self.preload(planned, queue, NOOP)
+        client = boto3.client("sqs", endpoint_url=self.moto.url, region_name="us-east-1")
+        url = client.get_queue_url(QueueName=queue)["QueueUrl"]
+        others = total - total // 10
+        warm_up = min(self.options.warm_up, others // 2)
+        received = deleted = 0
+        window = Window(0, time.monotonic(), 0.0)
+        while deleted < others:
+            messages = client.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=900)
+            entries: list[dict[str, str]] = []
+            for message in messages.get("Messages", []):
+                tenth = received % 10 == 9
+                received += 1
+                deleted += not tenth
+                if not (tenth and kind == "hanging"):
+                    entries.append({"Id": str(len(entries)), "ReceiptHandle": message["ReceiptHandle"]})
+            if entries:
+                client.delete_message_batch(QueueUrl=url, Entries=entries)
+            if warm_up and window.done_before == 0 and deleted >= warm_up:
+                window.restart(deleted, 0.0)
+        self.sqs_rates.setdefault(kind, []).append((deleted - window.done_before) / (time.monotonic() - window.started))
+
+    def sample_messages(self, count: int) -> list[dict[str, Any]]:
+        from producer.dispatch import plan
+
+        planned: list[dict[str, Any]] = []
+        while len(planned) < count:
+            planned += [d.message for d in plan(self.leads(self.healthy_shop, math.ceil((count - len(planned)) / 10)))]
+        return planned[:count]
 
     # --- the other phases ---------------------------------------------------------------
 
