@@ -18,6 +18,7 @@ import hashlib
 import logging
 import sys
 import threading
+import time
 from dataclasses import dataclass, fields
 from datetime import datetime
 from pathlib import Path
@@ -100,14 +101,21 @@ class AuditHandler(logging.Handler):
         if not isinstance(attempt, Attempt):
             return
         columns = {name: getattr(attempt, name) for name in _ATTEMPT_FIELDS}  # not asdict: no deep copy
+        global _last_write
         try:
             drain_spool()
             trail.append(settings.AUDIT_DATABASE_URL, columns)
         except (OperationalError, InterfaceError) as error:
+            _last_write = None
             if not out_of_reach(error):
                 raise
             spool().keep(columns)
             notices.warning("audit database unreachable, attempt kept in %s: %s", spool().directory, _short(error))
+        except BaseException:
+            _last_write = None
+            raise
+        else:
+            _last_write = time.monotonic()
 
 
 notices = logging.getLogger("webhooks.audit")  # about the audit itself (not attempts)
@@ -163,6 +171,21 @@ def record(attempt: Attempt) -> None:
     """Log one attempt on both handlers: INFO on success, WARNING on error, ERROR when abandoned."""
     level = {SUCCESS: logging.INFO, ERROR: logging.WARNING}.get(attempt.status, logging.ERROR)
     log.log(level, attempt.describe(), extra={"attempt": attempt})
+
+
+# Seconds for which a successful audit write vouches for the next ones (writes_succeeding).
+WRITES_VOUCHED_FOR = 60.0
+_last_write: float | None = None  # monotonic time of this process's last audit write; None after a failure
+
+
+def writes_succeeding() -> bool:
+    """True while this process's audit writes succeed: one did in the last WRITES_VOUCHED_FOR
+    seconds, and none failed since. A delivery received for the first time skips the duplicate
+    check only then (tasks.delivery.process); otherwise the check's SELECT stands guard before
+    the POST: with an audit that cannot be written (a schema missing after a bad deploy), it
+    fails first, and nothing is sent that could not be recorded."""
+    last = _last_write
+    return last is not None and time.monotonic() - last < WRITES_VOUCHED_FOR
 
 
 _attempts = cast(Table, DeliveryAttempt.__table__)

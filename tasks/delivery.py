@@ -216,9 +216,10 @@ def process(
 
     A ``redelivered`` message (SQS handed it out before, and it was not deleted) is first
     looked up in the audit: if its delivery already succeeded, it is dropped. A message
-    received for the first time is not: one SELECT less on every delivery. A copy that SQS
-    hands out for the first time (SQS delivers at least once; a publish retried after a
-    timeout) may then be POSTed again, with the same ``webhook-id``.
+    received for the first time is not, while the process's audit writes succeed
+    (``audit.writes_succeeding``): one SELECT less on every delivery. A copy that SQS hands out
+    for the first time (SQS delivers at least once; a publish retried after a timeout) may then
+    be POSTed again, with the same ``webhook-id``.
     """
     try:
         delivery = Delivery.from_message(message, default_id)
@@ -233,7 +234,7 @@ def process(
         log.debug("delivery %s arrived before %s: put back for %d s", delivery.delivery_id, delivery.due_at, delay)
         return Again(delivery.to_message(), delay)
 
-    if redelivered and audit.already_delivered(delivery.delivery_id):
+    if (redelivered or not audit.writes_succeeding()) and audit.already_delivered(delivery.delivery_id):
         log.info("delivery %s already succeeded: duplicate message dropped", delivery.delivery_id)
         return None
 

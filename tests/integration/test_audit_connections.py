@@ -116,3 +116,21 @@ def test_a_connection_closed_while_in_use_fails_one_statement_and_the_next_gets_
 
     assert caplog.records == []
     assert connection_id(one_connection) != killed
+
+
+def test_a_failed_audit_write_makes_first_deliveries_check_the_audit_again_before_they_are_sent(
+    database: str,
+) -> None:
+    from sqlalchemy.exc import DBAPIError
+
+    audit.configure()
+    audit.record(audit.Attempt(**an_attempt(str(uuid.uuid4()))))
+    assert audit.writes_succeeding()
+
+    too_long = {**an_attempt(str(uuid.uuid4())), "webhook": "w" * 500}  # the column holds 100: refused
+    with pytest.raises(DBAPIError):
+        audit.record(audit.Attempt(**too_long))
+    assert not audit.writes_succeeding()
+
+    audit.record(audit.Attempt(**an_attempt(str(uuid.uuid4()))))
+    assert audit.writes_succeeding()

@@ -86,6 +86,7 @@ def test_only_a_redelivered_message_is_looked_up_in_the_audit_before_it_is_sent(
         return True
 
     monkeypatch.setattr(audit, "already_delivered", already_delivered)
+    monkeypatch.setattr(audit, "writes_succeeding", lambda: True)
     monkeypatch.setattr(delivery, "attempt", lambda sent, now=None: attempted.append(sent.delivery_id))
     message = secretbox.authenticate({**GOOD, "delivery_id": "d"})
 
@@ -94,3 +95,22 @@ def test_only_a_redelivered_message_is_looked_up_in_the_audit_before_it_is_sent(
 
     assert delivery.process(message, "task-id", redelivered=True) is None
     assert (looked_up, attempted) == (["d"], ["d"])  # handed out again, already succeeded: dropped
+
+
+def test_a_first_delivery_is_looked_up_too_while_the_audit_is_not_known_to_be_writable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tasks import audit, delivery
+
+    looked_up: list[str] = []
+
+    def already_delivered(delivery_id: str) -> bool:
+        looked_up.append(delivery_id)
+        return True
+
+    monkeypatch.setattr(audit, "already_delivered", already_delivered)
+    monkeypatch.setattr(audit, "writes_succeeding", lambda: False)  # a new worker, or a write failed
+    monkeypatch.setattr(delivery, "attempt", lambda sent, now=None: pytest.fail("sent"))
+
+    assert delivery.process(secretbox.authenticate({**GOOD, "delivery_id": "d"}), "t", redelivered=False) is None
+    assert looked_up == ["d"]
