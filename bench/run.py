@@ -13,9 +13,9 @@ Every number comes from the same run:
    receiver, in its own process: the floor), then N no-op tasks (the same messages as
    deliveries) and N deliveries (10 subscribers answering 200), each preloaded then drained
    by a fresh worker (the order alternates between rounds). A worker's CPU is utime + stime of
-   it and its children (/proc), from the moment its log reports the first ``--warm-up`` tasks
-   done (64: its threads and connections are open) until it reports the N tasks done; rates
-   over the same window. The medians are kept (the machine is shared: a round can be slowed down);
+   it and its children (/proc), from the moment its log reports ``--warm-up`` tasks done (64:
+   its threads and connections are open) until 64 are left (the tasks under way at both ends
+   balance); rates over the same window. The medians are kept (the machine is shared: a round can be slowed down);
 2. hanging, in each round too: N deliveries to 9 subscribers and N/9 more to a 10th, drained
    twice: the 10th answering at once, then answering after 15 s (WEBHOOK_TIMEOUT is 10 s).
    The rate to the 9 (until their N are done) with the 10th hanging, over the rate with the
@@ -136,14 +136,25 @@ def wait_until(check: Callable[[], object], timeout: float, what: str, every: fl
 
 @dataclass
 class Window:
-    """Where a drain's measure starts: after ``done_before`` tasks, at ``started``, ``cpu`` seconds used."""
+    """A drain's measure: from ``done_before`` tasks done (at ``started``, ``cpu`` seconds used)
+    to ``done_after`` (at ``ended``, ``cpu_after``)."""
 
     done_before: int
     started: float
     cpu: float
+    done_after: int | None = None
+    ended: float = 0.0
+    cpu_after: float = 0.0
 
     def restart(self, done_before: int, cpu: float) -> None:
         self.done_before, self.started, self.cpu = done_before, time.monotonic(), cpu
+
+    def close(self, done_after: int, cpu: float) -> None:
+        self.done_after, self.ended, self.cpu_after = done_after, time.monotonic(), cpu
+
+    @property
+    def tasks(self) -> int:
+        return (self.done_after or 0) - self.done_before
 
 
 @dataclass
@@ -266,9 +277,12 @@ class Bench:
             try:
                 finished = Finished(worker.log_path)
                 spy = self.profile(name, worker.process.pid)
-                # The window starts once `warm_up` of the wanted tasks are done (0: at "ready"):
-                # the worker's threads and connections are then open, as in a worker that has run a while.
-                warm_up = min(self.options.warm_up, len(wanted) // 2)
+                # The window starts once `warm_up` of the wanted tasks are done (0: at "ready"): the
+                # worker's threads and connections are then open, as in a worker that has run a while.
+                # It ends when `warm_up` are left: the tasks under way at either end (up to one per
+                # thread) balance, as in a worker that keeps running. Without a warm-up: from "ready"
+                # to the last one.
+                warm_up = min(self.options.warm_up, len(wanted) // 4)
                 window = Window(0, time.monotonic(), measure.tree_cpu_seconds(worker.process.pid))
 
                 def done() -> bool:
@@ -277,13 +291,14 @@ class Bench:
                     count = len(wanted & finished.poll())
                     if warm_up and window.done_before == 0 and count >= warm_up:
                         window.restart(count, measure.tree_cpu_seconds(worker.process.pid))
+                    if window.done_after is None and count >= len(wanted) - warm_up:
+                        window.close(count, measure.tree_cpu_seconds(worker.process.pid))
                     return count == len(wanted)
 
                 wait_until(done, 600, f"{name}: {len(wanted)}")
                 if worker.process.poll() is not None:
                     raise SystemExit(f"bench: the {name} worker exited; see {worker.log_path}")
-                seconds = time.monotonic() - window.started
-                cpu = measure.tree_cpu_seconds(worker.process.pid) - window.cpu
+                seconds, cpu = window.ended - window.started, window.cpu_after - window.cpu
                 rss = measure.tree_rss_mib(worker.process.pid)
                 if spy is not None:
                     spy.send_signal(signal.SIGINT)
@@ -293,7 +308,7 @@ class Bench:
                 worker.stop()
         if not self.queue_empty(queue):
             raise SystemExit(f"bench: {name}: messages left in {queue}")
-        return Drain(len(wanted) - window.done_before, seconds, cpu, rss, requests)
+        return Drain(window.tasks, seconds, cpu, rss, requests)
 
     def profile(self, name: str, pid: int) -> subprocess.Popen[bytes] | None:
         """With --profile: py-spy samples the first delivery drain's worker (collapsed stacks)."""
@@ -404,8 +419,8 @@ class Bench:
             worker_rss_mb=max(d.rss_mib for d in deliveries),
         )
         each = f"median of {rounds} (min-max)" if rounds > 1 else "1 round"
-        warm = min(self.options.warm_up, n // 2)
-        loaded = f"{n} preloaded, measured after the first {warm}" if warm else f"{n} preloaded"
+        warm = min(self.options.warm_up, n // 4)
+        loaded = f"{n} preloaded, measured from the {warm}th done to the {warm}th left" if warm else f"{n} preloaded"
         wall = statistics.median(found["wall_ms"] for found in self.raw)
         self.rows += [
             ("raw POST CPU", spread(raw_cpu, " ms"), f"{self.options.raw_posts} POSTs, {wall:.2f} ms each; {each}"),
@@ -473,8 +488,8 @@ class Bench:
     def sqs_alone(self, kind: str, number: int) -> None:
         """The same drain without a worker: a loop receiving 10 messages at a time and deleting
         them, but for one in ten kept in flight (``hanging``), as the worker does with the
-        tenth subscriber's; measured like the worker's drains (after the warm-up), until the
-        others are deleted. moto's receive looks at every message of the queue, in flight or
+        tenth subscriber's; measured on the same part of the queue as the worker's drains (from
+        the warm-up's count deleted to that count left). moto's receive looks at every message of the queue, in flight or
         not: this is how much moto alone slows down with the pattern (the loop waits for each
         delete; a worker deletes in the background, and slows down less)."""
         import boto3
@@ -489,10 +504,10 @@ class Bench:
         client = boto3.client("sqs", endpoint_url=self.moto.url, region_name="us-east-1")
         url = client.get_queue_url(QueueName=queue)["QueueUrl"]
         others = total - total // 10
-        warm_up = min(self.options.warm_up, others // 2)
+        warm_up = min(self.options.warm_up, others // 4)
         received = deleted = 0
         window = Window(0, time.monotonic(), 0.0)
-        while deleted < others:
+        while deleted < others - warm_up:  # the same part of the queue as the worker's window
             messages = client.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=900)
             entries: list[dict[str, str]] = []
             for message in messages.get("Messages", []):

@@ -50,10 +50,11 @@ def _ping_if_idle(dialect: Dialect, dbapi_connection: Any, record: ConnectionPoo
     """Ping a connection that sat idle, so that one the server (or a proxy, or a restart)
     closed meanwhile is replaced before a statement fails on it.
 
-    Not on every checkout (pool_pre_ping): a delivery checks a connection out twice, and the
+    Not on every checkout (pool_pre_ping): a delivery checked a connection out twice, and the
     two round trips cost about 0.15 ms of a worker's CPU, for connections in use a moment ago.
     A connection closed while busy fails its statement: the attempt is spooled or the
-    duplicate check skipped (tasks.audit), and the pool replaces every older connection.
+    duplicate check skipped (tasks.audit). That connection is replaced; after a server
+    restart, each connection used in the last IDLE_PING_SECONDS may fail one statement so.
     """
     idle_since = record.info.get("idle_since")
     if idle_since is None or time.monotonic() - idle_since < IDLE_PING_SECONDS:

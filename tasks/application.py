@@ -121,8 +121,9 @@ def deliver_webhook(self: Task, delivery: dict[str, Any]) -> None:
     Thin on purpose: ``tasks.delivery.process`` does the work and says whether the
     message must come back later (a retry, or a hop of a wait longer than SQS's delay).
     """
-    # Whether SQS handed this message out before (tasks.transport): only then can its delivery
-    # have succeeded already (a worker killed before its acknowledgement, a delete that failed).
+    # Whether SQS handed this message out before (set by tasks.transport, from which every task
+    # message comes; Celery's worker would say False otherwise): only then can its delivery have
+    # succeeded already (a worker killed before its acknowledgement, a delete that failed).
     redelivered = bool((self.request.delivery_info or {}).get("redelivered", True))
     try:
         again = process(delivery, self.request.id, redelivered=redelivered)

@@ -265,12 +265,13 @@ def post(destination: Destination, body: bytes, headers: Mapping[str, str]) -> R
 def _read_capped(answer: requests.Response, limit: int, deadline: float) -> str:
     """Read at most ``limit`` bytes, each read bounded by what is left of the deadline."""
     kept = bytearray()
-    connection = getattr(answer.raw, "connection", None)
     while len(kept) < limit:
         left = deadline - time.monotonic()
         if left <= 0:
             raise requests.Timeout("the response was still arriving at the deadline")
-        sock = getattr(connection, "sock", None)
+        # Looked up at each read: once the body is read, urllib3 gives the connection back to
+        # the pool, which the threads share; its socket is then another request's to time.
+        sock = getattr(getattr(answer.raw, "connection", None), "sock", None)
         if sock is not None:
             sock.settimeout(left)
         try:
