@@ -489,9 +489,9 @@ class Bench:
         """The same drain without a worker: a loop receiving 10 messages at a time and deleting
         them, but for one in ten kept in flight (``hanging``), as the worker does with the
         tenth subscriber's; measured on the same part of the queue as the worker's drains (from
-        the warm-up's count deleted to that count left). moto's receive looks at every message of the queue, in flight or
-        not: this is how much moto alone slows down with the pattern (the loop waits for each
-        delete; a worker deletes in the background, and slows down less)."""
+        the warm-up's count deleted to that count left). moto's receive looks at every message
+        of the queue, in flight or not: this is how much moto alone slows down with the pattern
+        (the loop waits for each delete; a worker deletes in the background, and slows down less)."""
         import boto3
 
         from bench.noop import NAME as NOOP
