@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import ssl
@@ -10,7 +9,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
-from functools import cache
+from functools import cache, partial
 from typing import Any
 
 import pymysql.connections
@@ -38,7 +37,7 @@ def _engine(url: str, pid: int, autocommit: bool = False) -> Engine:
     if created.dialect.driver == "pymysql":
         event.listen(created, "do_connect", _connect_sharing_ssl_context)
     event.listen(created.pool, "checkin", _note_idle_since)
-    event.listen(created.pool, "checkout", functools.partial(_ping_if_idle, created.dialect))
+    event.listen(created.pool, "checkout", partial(_ping_if_idle, created.dialect))
     return created
 
 
@@ -120,13 +119,14 @@ def insert(url: str, statement: Insert, values: Mapping[str, Any]) -> int:
     whole path.
     """
     engine = autocommit_engine(url)
+    dialect = engine.dialect
     with engine.connect() as connection:
-        if engine.dialect.driver != "pymysql":
+        if dialect.driver != "pymysql":
             key = connection.execute(statement, values).inserted_primary_key
             return int(key[0]) if key is not None else 0
-        sql, json_columns = _compiled(engine.dialect, statement, tuple(values))
+        sql, json_columns = _compiled(dialect, statement, tuple(values))
         params = {name: json.dumps(v) if name in json_columns and v is not None else v for name, v in values.items()}
-        dialect, proxied = engine.dialect, connection.connection
+        proxied = connection.connection
         cursor = proxied.cursor()
         try:
             cursor.execute(sql, params)
