@@ -73,19 +73,27 @@ def test_a_message_survives_the_json_round_trip_of_the_queue() -> None:
     assert Delivery.from_message(json.loads(json.dumps(GOOD)), "x").webhook == "w"
 
 
-def test_only_a_redelivered_message_is_looked_up_in_the_audit_before_it_is_sent(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    from tasks import audit, delivery
+@pytest.fixture
+def looked_up(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The delivery ids looked up in the audit from now on; each is found already delivered."""
+    from tasks import audit
 
-    looked_up: list[str] = []
-    attempted: list[str] = []
+    found: list[str] = []
 
     def already_delivered(delivery_id: str) -> bool:
-        looked_up.append(delivery_id)
+        found.append(delivery_id)
         return True
 
     monkeypatch.setattr(audit, "already_delivered", already_delivered)
+    return found
+
+
+def test_only_a_redelivered_message_is_looked_up_in_the_audit_before_it_is_sent(
+    monkeypatch: pytest.MonkeyPatch, looked_up: list[str]
+) -> None:
+    from tasks import audit, delivery
+
+    attempted: list[str] = []
     monkeypatch.setattr(audit, "writes_succeeding", lambda: True)
     monkeypatch.setattr(delivery, "attempt", lambda sent, now=None: attempted.append(sent.delivery_id))
     message = secretbox.authenticate({**GOOD, "delivery_id": "d"})
@@ -98,17 +106,10 @@ def test_only_a_redelivered_message_is_looked_up_in_the_audit_before_it_is_sent(
 
 
 def test_a_first_delivery_is_looked_up_too_while_the_audit_is_not_known_to_be_writable(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, looked_up: list[str]
 ) -> None:
     from tasks import audit, delivery
 
-    looked_up: list[str] = []
-
-    def already_delivered(delivery_id: str) -> bool:
-        looked_up.append(delivery_id)
-        return True
-
-    monkeypatch.setattr(audit, "already_delivered", already_delivered)
     monkeypatch.setattr(audit, "writes_succeeding", lambda: False)  # a new worker, or a write failed
     monkeypatch.setattr(delivery, "attempt", lambda sent, now=None: pytest.fail("sent"))
 
