@@ -560,8 +560,9 @@ class Bench:
         """A running worker on the producer's queue: M dispatched leads, then long waits."""
         from producer.dispatch import dispatch_all, plan
         from tasks import deliver_webhook
-        from tasks.delivery import Delivery, utcnow
+        from tasks.delivery import Delivery
         from tests.support.services import Worker
+        from webhooks.clock import utcnow
 
         pending = set(self.dispatched) - {delivery_id for delivery_id, _ in self.audit()}  # the dispatch phase's
         worker = Worker(self.logs / "count.log", command=self.command)

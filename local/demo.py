@@ -8,7 +8,6 @@ import signal
 import socket
 import time
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -19,6 +18,7 @@ from producer import subscribers
 from producer.dispatch import dispatch_all
 from records import database
 from records.models import DeliveryAttempt, Subscriber
+from webhooks import clock
 
 RECEIVER = os.environ.get("LOCAL_RECEIVER_URL") or f"http://127.0.0.1:{os.environ.get('LOCAL_RECEIVER_PORT', '8765')}"
 SUBSCRIBERS = {
@@ -57,7 +57,7 @@ def configure() -> None:
 
 
 def sample_leads() -> list[dict[str, object]]:
-    now = datetime.now(UTC).isoformat(timespec="seconds")
+    now = clock.now().isoformat(timespec="seconds")
     common = {"created_at": now, "geolid_shop_id": "shop1", "customer_shop_id": "XXX", "is_geolid": True}
     return [
         {**common, "id": str(uuid.uuid4()), "lead_type": "facebook_form", "first_name": "John", "last_name": "Doe"},

@@ -19,6 +19,7 @@ from producer import history, leads, subscribers
 from producer.dispatch import enqueue, plan
 from producer.dispatch import redeliver as redeliver_delivery
 from records import canonical, evidence, migrations, trail
+from webhooks import clock
 from webhooks.errors import InvalidInput, TrailBroken, WebhookError
 
 PROGRESS_FROM = 100  # deliveries from which a dispatch on a terminal shows a progress bar
@@ -296,7 +297,7 @@ def checkpoint() -> None:
 def prune(days: int | None) -> None:
     """Delete the audit records older than the retention; the rest still verifies."""
     keep = days or settings.AUDIT_RETENTION_DAYS
-    before = trail.utcnow() - timedelta(days=keep)
+    before = clock.utcnow() - timedelta(days=keep)
     done = trail.prune(settings.AUDIT_DATABASE_URL, before)
     click.echo(
         f"pruned {done.records} records and {done.checkpoints} checkpoints dated before "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -16,6 +16,7 @@ from records import database
 from records.models import Subscriber
 from tasks import destination
 from webhooks import secretbox
+from webhooks.clock import utcnow
 from webhooks.errors import InvalidInput, RefusedDestination
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
@@ -57,7 +58,7 @@ def configure(name: str, url: str, lead_types: Sequence[str], erp_shop_ids: Sequ
                 erp_shop_ids=list(dict.fromkeys(shop_ids)),
                 sealed_secret=secretbox.seal(secret),
                 enabled=True,
-                created_at=datetime.now(UTC).replace(tzinfo=None),
+                created_at=utcnow(),
             )
         )
     return secret
@@ -99,7 +100,7 @@ def set_enabled(name: str, enabled: bool) -> None:
 def rotate_secret(name: str, grace_seconds: int) -> tuple[str, datetime]:
     """Give NAME a new secret; the old one still signs beside it until the returned time."""
     secret = str(uuid.uuid4())
-    until = datetime.now(UTC).replace(tzinfo=None) + timedelta(seconds=grace_seconds)
+    until = utcnow() + timedelta(seconds=grace_seconds)
     with database.platform() as session:
         subscriber = _named(session, name)
         subscriber.previous_sealed_secret = subscriber.sealed_secret

@@ -29,6 +29,7 @@ from sqlalchemy import select
 
 from records import canonical, database
 from records.models import AuditCheckpoint, DeliveryAttempt
+from webhooks import clock
 from webhooks.errors import InvalidInput
 
 FORMAT = "lead-webhooks-evidence/1"
@@ -155,7 +156,7 @@ def collect(url: str, lead_id: str, webhook: str | None = None, now: datetime | 
     attempts = sum(len(delivery["attempts"]) for delivery in deliveries.values())
     return {
         "format": FORMAT,
-        "generated_at": canonical.moment(now or datetime.now().astimezone()),
+        "generated_at": canonical.moment(now or clock.now().astimezone()),
         "lead_id": lead_id,
         "webhook": webhook,
         "summary": {

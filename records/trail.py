@@ -39,7 +39,7 @@ import socket
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import Row, Table, and_, case, delete, func, select
@@ -48,6 +48,7 @@ from sqlalchemy.orm import Session
 
 from records import canonical, database
 from records.models import AuditCheckpoint, DeliveryAttempt
+from webhooks.clock import utcnow
 from webhooks.errors import AuditError, TrailBroken
 
 # A record committed after a checkpoint read the heads is dated at most one request
@@ -63,10 +64,6 @@ CHECKPOINT_TRIES = 5
 GENESIS, CHECKPOINT, PRUNE = "genesis", "checkpoint", "prune"
 _attempts = cast(Table, DeliveryAttempt.__table__)
 _insert_attempt = _attempts.insert()
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 # --- Writing: one chain per thread ------------------------------------------------------

@@ -88,13 +88,25 @@ def _schedule(name: str, default: str) -> tuple[int, ...]:
         return parse_schedule(default, name)
 
 
-def _duration(name: str, default: str) -> int:
-    raw = _text(name, default)
-    offsets = _schedule(name, default)
-    if "," in raw:
-        _problems.append(f"{name}={raw!r}: one duration such as 24h is expected")
-        return parse_schedule(default, name)[0]
-    return offsets[0]
+def parse_duration(raw: str, name: str, *, minimum: int = 1, signed: bool = False) -> int:
+    """Parse one duration such as ``30s``, ``10m``, ``24h`` or ``2d`` into seconds (``-2h`` when ``signed``)."""
+    sign = r"[-+]?" if signed else ""
+    match = re.fullmatch(rf"\s*({sign}\d+)\s*([smhd])\s*", raw)
+    if not match:
+        example = "400d, -2h or 0s" if signed else "30s, 10m, 24h or 2d"
+        raise ConfigurationError(f"{name}={raw!r} is not one duration such as {example} (units s, m, h, d)")
+    seconds = int(match.group(1)) * _UNITS[match.group(2)]
+    if not signed and seconds < minimum:
+        raise ConfigurationError(f"{name}={raw!r} must be at least {minimum} s")
+    return seconds
+
+
+def _duration(name: str, default: str, *, minimum: int = 1, signed: bool = False) -> int:
+    try:
+        return parse_duration(_text(name, default), name, minimum=minimum, signed=signed)
+    except ConfigurationError as error:
+        _problems.append(str(error))
+        return parse_duration(default, name, minimum=minimum, signed=signed)
 
 
 def parse_key(raw: str, name: str = "WEBHOOK_ENCRYPTION_KEY") -> bytes:
@@ -185,9 +197,13 @@ WEBHOOK_ALLOWED_NETWORKS: str = _text("WEBHOOK_ALLOWED_NETWORKS", "")
 # parsed form of the above
 ALLOWED_NETWORKS = _networks("WEBHOOK_ALLOWED_NETWORKS")
 # how long the old secret still signs beside the new one after `webhooks rotate-secret`
-WEBHOOK_SECRET_GRACE: int = _duration("WEBHOOK_SECRET_GRACE", "24h")
+WEBHOOK_SECRET_GRACE: int = _duration("WEBHOOK_SECRET_GRACE", "24h", minimum=0)
 # retry offsets from the first failure (units s, m, h, d)
 WEBHOOK_RETRY_SCHEDULE: tuple[int, ...] = _schedule("WEBHOOK_RETRY_SCHEDULE", "10m,1h,3h,1d,2d,3d,4d,5d,6d,7d")
+
+# --- Clock ----------------------------------------------------------------------------
+# added to the wall clock wherever the project reads the time (tests run it at another date; 0 in production)
+CLOCK_SHIFT: int = _duration("CLOCK_SHIFT", "0s", signed=True)
 
 # --- Logging --------------------------------------------------------------------------
 # level of the delivery logger on stdout

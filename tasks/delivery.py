@@ -35,14 +35,10 @@ from typing import Any
 import settings
 from tasks import audit, destination, payload, schedule, sender, signature
 from webhooks import secretbox
+from webhooks.clock import utcnow
 from webhooks.errors import MalformedMessage, PermanentError, RefusedDestination, TamperedMessage
 
 log = logging.getLogger(audit.LOGGER_NAME)
-
-
-def utcnow() -> datetime:
-    """Naive UTC, as stored in the audit tables."""
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 @dataclass(frozen=True)

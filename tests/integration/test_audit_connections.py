@@ -14,6 +14,7 @@ from records import database, trail
 from tasks import audit
 from tests.integration.conftest import attempts
 from tests.support.services import mysql
+from webhooks import clock
 
 
 def an_attempt(delivery_id: str) -> dict[str, Any]:
@@ -30,7 +31,7 @@ def an_attempt(delivery_id: str) -> dict[str, Any]:
         "request_body": "{}",
         "response_body": "ok",
         "duration_ms": 1.0,
-        "attempted_at": trail.utcnow(),  # now: the run's shared database is checkpointed and verified by other tests
+        "attempted_at": clock.utcnow(),  # now: the run's shared database is checkpointed and verified by other tests
         "next_retry_at": None,
     }
 

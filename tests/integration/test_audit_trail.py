@@ -27,6 +27,7 @@ from tasks import audit
 from tests.integration.conftest import Cli, run_cli
 from tests.support.factories import an_attempt
 from tests.support.services import BIN, ROOT
+from webhooks import clock
 
 
 def write(count: int, **fields: Any) -> list[dict[str, Any]]:
@@ -412,7 +413,7 @@ def test_pruning_deletes_older_records_and_keeps_verify_green(audit_db: str, cli
     thread = threading.Thread(target=lambda: other.extend(write(2)))  # a chain wholly older than the cutoff
     thread.start()
     thread.join()
-    cutoff = trail.utcnow()
+    cutoff = clock.utcnow()
     kept = write(3)  # the same chain as ``old``, continued after the cutoff
     assert kept[0]["chain"] == old[0]["chain"] and kept[0]["seq"] == 5
 
@@ -440,12 +441,12 @@ def test_a_later_prune_forgets_the_floor_of_a_chain_gone_for_good(audit_db: str,
     thread = threading.Thread(target=lambda: gone.extend(write(2)))  # a writer that never writes again
     thread.start()
     thread.join()
-    cutoff = trail.utcnow()
+    cutoff = clock.utcnow()
     live = write(2)[0]["chain"]  # this thread's chain, written to again below
     first = trail.prune(audit_db, cutoff)
     assert set(first.checkpoint.floors) == {gone[0]["chain"]}
 
-    second = trail.prune(audit_db, trail.utcnow())  # deletes the first prune checkpoint as well
+    second = trail.prune(audit_db, clock.utcnow())  # deletes the first prune checkpoint as well
     assert second.records == 2 and second.checkpoints == 1
     assert set(second.checkpoint.floors) == {live}  # the other chain is forgotten: floors do not pile up
     [after] = write(1)

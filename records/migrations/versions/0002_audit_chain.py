@@ -15,7 +15,6 @@ Create Date: 2026-11-28
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -23,6 +22,7 @@ from alembic import op
 
 from records import canonical
 from records.models import Double, LongText, Moment
+from webhooks.clock import utcnow
 
 revision = "0002"
 down_revision = "0001"
@@ -98,7 +98,7 @@ def upgrade() -> None:
                 batch.alter_column(name, existing_type=kind, nullable=False)
         batch.create_unique_constraint("uq_delivery_attempts_chain_seq", ["chain", "seq"])
 
-    created_at = datetime.now(UTC).replace(tzinfo=None)
+    created_at = utcnow()
     detail = {"legacy_records": sum(head["seq"] for head in heads.values()), "legacy_chains": len(heads)}
     digest = canonical.checkpoint_hash(1, "genesis", created_at, canonical.ZERO_HASH, heads, {}, detail)
     op.bulk_insert(

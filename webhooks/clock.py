@@ -1,0 +1,25 @@
+"""The project's one clock: every time the project writes or compares (audit records, due
+times, checkpoints, grace periods) is read here, as naive UTC, the form the tables store.
+
+``CLOCK_SHIFT`` (0 in production) moves it: the test suite runs a second time at a date
+400 days ahead (``make test-shifted``), so that a test that writes a fixed date where
+another reads fails the day it is written, not the day the calendar passes it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import settings
+
+_SHIFT = timedelta(seconds=settings.CLOCK_SHIFT)
+
+
+def utcnow() -> datetime:
+    """Now, naive UTC (shifted by ``CLOCK_SHIFT``)."""
+    return datetime.now(UTC).replace(tzinfo=None) + _SHIFT
+
+
+def now() -> datetime:
+    """Now, aware UTC (shifted by ``CLOCK_SHIFT``)."""
+    return datetime.now(UTC) + _SHIFT
