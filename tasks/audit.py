@@ -1,14 +1,18 @@
-"""The delivery logger: every attempt goes to stdout and to the MySQL audit database.
+"""The audit of delivery attempts: every attempt is written to the audit trail, then logged.
 
-As in the seed (two Monolog handlers), the logger ``webhooks.delivery`` has two
-handlers: a stream handler on stdout and ``AuditHandler``, which writes one
-``delivery_attempts`` row for each log record that carries an ``attempt``. Unlike most
-logging handlers, ``AuditHandler`` lets a database error propagate to the caller: the
-task then does not acknowledge its message, so no attempt goes unrecorded.
+As in the seed (two Monolog handlers), each attempt goes to two places: a line on stdout
+(the logger ``webhooks.delivery``) and one ``delivery_attempts`` row in the MySQL audit
+database. The row is written on purpose, by ``record`` (``write``), not by a logging
+handler: no logging configuration — ``logging.disable``, a ``dictConfig`` that disables
+existing loggers, a level — can stop an attempt from being recorded. A database error
+propagates to the caller: the task then does not acknowledge its message, so no attempt
+goes unrecorded.
 
 Each row is appended to the hash chain of the writing thread (records.trail): still one
-INSERT, no lock shared with other threads or workers. A worker also seals the chains
-every ``AUDIT_CHECKPOINT_INTERVAL`` seconds (``Checkpointer``), off the delivery path.
+INSERT, no lock shared with other threads or workers. While the database cannot be reached
+the attempt goes to the local spool (tasks.spool), drained as soon as it answers. A worker
+also seals the chains every ``AUDIT_CHECKPOINT_INTERVAL`` seconds (``Checkpointer``), off
+the delivery path.
 """
 
 from __future__ import annotations
@@ -79,43 +83,25 @@ class Attempt:
 _ATTEMPT_FIELDS = tuple(field.name for field in fields(Attempt))
 
 
-class AuditHandler(logging.Handler):
-    """Writes the ``attempt`` of a log record to the audit trail; other records are ignored.
-
-    While the audit database cannot be reached, the attempt goes to the local spool
-    (tasks.spool) instead, and the spool is drained as soon as the database answers.
-    Any other error propagates to the task (logging.Handler.handle does not catch it).
-    """
-
-    def handle(self, record: logging.LogRecord) -> bool:
-        """Emit without the handler's lock, which made every INSERT of the process wait for the
-        one before it: each thread appends to its own chain (records.trail), the spool has
-        its own lock."""
-        if not self.filter(record):
-            return False
-        self.emit(record)
-        return True
-
-    def emit(self, record: logging.LogRecord) -> None:
-        attempt = getattr(record, "attempt", None)
-        if not isinstance(attempt, Attempt):
-            return
-        columns = {name: getattr(attempt, name) for name in _ATTEMPT_FIELDS}  # not asdict: no deep copy
-        global _last_write
-        try:
-            drain_spool()
-            trail.append(settings.AUDIT_DATABASE_URL, columns)
-        except (OperationalError, InterfaceError) as error:
-            _last_write = None
-            if not out_of_reach(error):
-                raise
-            spool().keep(columns)
-            notices.warning("audit database unreachable, attempt kept in %s: %s", spool().directory, _short(error))
-        except BaseException:
-            _last_write = None
+def write(attempt: Attempt) -> None:
+    """Append the attempt to the audit trail, or to the spool while the database is out of
+    reach. Any other database error propagates (the task does not acknowledge its message)."""
+    columns = {name: getattr(attempt, name) for name in _ATTEMPT_FIELDS}  # not asdict: no deep copy
+    global _last_write
+    try:
+        drain_spool()
+        trail.append(settings.AUDIT_DATABASE_URL, columns)
+    except (OperationalError, InterfaceError) as error:
+        _last_write = None
+        if not out_of_reach(error):
             raise
-        else:
-            _last_write = time.monotonic()
+        spool().keep(columns)
+        notices.warning("audit database unreachable, attempt kept in %s: %s", spool().directory, _short(error))
+    except BaseException:
+        _last_write = None
+        raise
+    else:
+        _last_write = time.monotonic()
 
 
 notices = logging.getLogger("webhooks.audit")  # about the audit itself (not attempts)
@@ -155,22 +141,27 @@ def _short(error: BaseException) -> str:
 
 
 def configure() -> logging.Logger:
-    """Attach the two handlers once; safe to call again."""
-    if not any(isinstance(handler, AuditHandler) for handler in log.handlers):
+    """Attach the stdout handler of the delivery logger once; safe to call again."""
+    if not any(getattr(handler, "_webhooks_stdout", False) for handler in log.handlers):
         stream = logging.StreamHandler(sys.__stdout__ or sys.stdout)
         stream.setLevel(settings.LOG_LEVEL)
         stream.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        stream._webhooks_stdout = True  # type: ignore[attr-defined]  # marks the handler as ours
         log.addHandler(stream)
-        log.addHandler(AuditHandler())
         log.setLevel(logging.DEBUG)
         log.propagate = False
     return log
 
 
 def record(attempt: Attempt) -> None:
-    """Log one attempt on both handlers: INFO on success, WARNING on error, ERROR when abandoned."""
-    level = {SUCCESS: logging.INFO, ERROR: logging.WARNING}.get(attempt.status, logging.ERROR)
-    log.log(level, attempt.describe(), extra={"attempt": attempt})
+    """Write one attempt to the audit trail, then log it on stdout: INFO on success, WARNING
+    on error, ERROR when it ends without success. The line is logged even when the write
+    fails (the error then propagates)."""
+    try:
+        write(attempt)
+    finally:
+        level = {SUCCESS: logging.INFO, ERROR: logging.WARNING}.get(attempt.status, logging.ERROR)
+        log.log(level, attempt.describe())
 
 
 # Seconds for which a successful audit write vouches for the next ones (writes_succeeding).

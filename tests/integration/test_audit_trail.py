@@ -1,7 +1,7 @@
 """The tamper-evident audit trail against MariaDB: verify, tampering, concurrent writers, pruning.
 
 Each test has an audit database of its own (the ``audit_db`` fixture) and writes its
-records through the worker's logger, ``tasks.audit.record`` → ``AuditHandler``.
+records as the worker does, with ``tasks.audit.record``.
 """
 
 from __future__ import annotations
@@ -396,7 +396,7 @@ def test_a_database_error_on_write_propagates_and_the_writer_starts_a_new_chain(
     sql("ALTER TABLE delivery_attempts ADD COLUMN blocker INT NOT NULL")  # every INSERT now fails
     try:
         with pytest.raises(SQLAlchemyError, match="blocker"):
-            audit.record(an_attempt())  # AuditHandler raises: the task does not acknowledge its message
+            audit.record(an_attempt())  # the write raises: the task does not acknowledge its message
     finally:
         sql("ALTER TABLE delivery_attempts DROP COLUMN blocker")
     [second] = write(1)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from functools import partial
 
 from tests.integration.conftest import Cli, attempts
@@ -11,6 +11,7 @@ from tests.integration.test_delivery import dispatched
 from tests.support.factories import a_lead, unique
 from tests.support.receiver import Receiver
 from tests.support.services import Worker, wait_for
+from webhooks import clock
 
 
 def listed(cli: Cli, *filters: str) -> list[dict[str, object]]:
@@ -30,7 +31,7 @@ def test_deliveries_filter_by_subscriber_lead_status_and_time(
     assert len(sent) == 4
     for delivery_id, _, _ in sent:
         wait_for(partial(attempts, delivery_id), 30, "a first attempt")
-    before = datetime.now(UTC) - timedelta(minutes=1)
+    before = clock.now() - timedelta(minutes=1)
 
     assert {row["webhook"] for row in listed(cli, "--webhook", good.name)} == {good.name}
     assert len(listed(cli, "--webhook", good.name)) == 2

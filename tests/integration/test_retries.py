@@ -20,7 +20,7 @@ from tests.integration.conftest import attempts
 from tests.support.factories import a_lead, unique
 from tests.support.receiver import Receiver
 from tests.support.services import Worker, wait_for
-from webhooks import secretbox
+from webhooks import clock, secretbox
 
 
 def message(url: str, **fields: Any) -> dict[str, Any]:
@@ -77,7 +77,7 @@ def test_a_delivery_that_fails_once_succeeds_on_its_first_retry(worker: Worker, 
 
 def test_a_message_that_arrives_before_its_due_time_is_put_back_not_sent(worker: Worker, receiver: Receiver) -> None:
     path = f"/ok/{unique('early')}"
-    due = datetime.now(UTC) + timedelta(seconds=4)
+    due = clock.now() + timedelta(seconds=4)
     sent = message(receiver.url(path), retry=1, due_at=due.isoformat())
     deliver_webhook.delay(sent)
 

@@ -71,9 +71,8 @@ def task_kwargs(raw: str) -> dict[str, Any]:
 
 def an_attempt(**fields: Any) -> Any:
     """A delivery attempt as the worker records it (tasks.audit.Attempt), dated now."""
-    from datetime import UTC, datetime
-
     from tasks.audit import Attempt
+    from webhooks.clock import utcnow
 
     delivery_id = fields.pop("delivery_id", str(uuid.uuid4()))
     values: dict[str, Any] = {
@@ -89,7 +88,7 @@ def an_attempt(**fields: Any) -> Any:
         "request_body": json.dumps({"body": {"retry": 0, "city": "La Clusaz"}}, separators=(",", ":")),
         "response_body": '{"received": true}',
         "duration_ms": 12.3456,
-        "attempted_at": datetime.now(UTC).replace(tzinfo=None),
+        "attempted_at": utcnow(),
         "next_retry_at": None,
         **fields,
     }

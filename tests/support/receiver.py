@@ -22,7 +22,7 @@ class Received:
     path: str
     headers: dict[str, str]
     body: bytes
-    at: float  # time.time()
+    at: float  # Unix seconds by the project's clock (webhooks.clock: shifted in make test-shifted)
 
 
 class Receiver:
@@ -42,8 +42,11 @@ class Receiver:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 body = self.rfile.read(length)
+                from webhooks import clock  # not at import: tests/conftest.py sets the environment first
+
+                arrived = clock.now().timestamp()
                 with receiver._lock:
-                    receiver.requests.append(Received(self.path, dict(self.headers.items()), body, time.time()))
+                    receiver.requests.append(Received(self.path, dict(self.headers.items()), body, arrived))
                     receiver._seen[self.path] += 1
                     seen = receiver._seen[self.path]
                 parts = self.path.strip("/").split("/")
