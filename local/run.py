@@ -100,6 +100,26 @@ def write_env_file(env: dict[str, str], path: Path) -> None:
     path.write_text("".join(f"{name}={shlex.quote(env[name])}\n" for name in SHARED if name in env))
 
 
+def shown(bin_dir: Path, here: Path) -> Path:
+    """The virtualenv's bin as the user would type it from ``here``: relative when inside it."""
+    return Path(os.path.relpath(bin_dir, here)) if bin_dir.is_relative_to(here) else bin_dir
+
+
+def cli_help(bin_dir: Path, here: Path) -> str:
+    """How another terminal, in this folder, uses the CLI on this system: the settings of
+    ENV_FILE, and the virtualenv on PATH (``webhooks`` is installed there, nowhere else)."""
+    where = shown(bin_dir, here)
+    settings_line = f"set -a; . ./{ENV_FILE}; set +a"
+    if (bin_dir / "activate").exists():
+        line = f"{settings_line}; . {shlex.quote(str(where / 'activate'))}"
+    else:
+        line = f"{settings_line}; PATH={shlex.quote(str(bin_dir))}:$PATH"
+    return (
+        f"To use the CLI from another terminal, in this folder: {line}\n"
+        f"  then e.g. `webhooks deliveries` (without the last step: {shlex.quote(str(where / 'webhooks'))} deliveries)"
+    )
+
+
 def main() -> None:
     env = environment()
     upgrade = subprocess.run([str(BIN / "webhooks"), "db", "upgrade"], env=env, check=False)
@@ -114,7 +134,7 @@ def main() -> None:
         "demo": f"{python} -m local.demo",
     }
     write_env_file(env, Path.cwd() / ENV_FILE)
-    print(f"To use the CLI from another terminal, in this folder: set -a; . ./{ENV_FILE}; set +a", flush=True)
+    print(cli_help(BIN, Path.cwd()), flush=True)
     manager = Manager(Printer(sys.stdout))
     for name, command in processes.items():
         process_env = dict(env, PORT=env["LOCAL_FLOWER_PORT"]) if name == "flower" else env

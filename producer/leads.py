@@ -1,6 +1,6 @@
 """Lead intake: a lead as the platform acquired it, checked and normalized.
 
-A lead has the payload body's fields (SPEC) except ``retry``, which the worker adds.
+A lead has the payload body's fields (docs/contract.md) except ``retry``, which the worker adds.
 Required: ``id`` (UUID), ``created_at`` (ISO 8601 with an offset), ``lead_type``,
 ``geolid_shop_id``. Optional: the text fields (null when absent), ``is_geolid`` and
 ``is_organic`` (false when absent), ``extra_data`` (an object, {} when absent).

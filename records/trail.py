@@ -1,6 +1,6 @@
 """The tamper-evident audit trail: chained records, checkpoints, verification and pruning.
 
-Design (the README's "Audit trail" section says the same for users):
+Design (docs/audit.md's "Audit trail" section says the same for users):
 
 - **One chain per writer.** Each thread that writes audit records (a worker's pool
   thread) appends to its own chain, named ``host:pid:random``; it keeps its chain's head

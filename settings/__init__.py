@@ -3,7 +3,7 @@
 Each setting is an UPPERCASE module constant with a default and a one-line comment.
 A malformed value does not raise at import: it is remembered, and ``check()`` (called
 when the CLI, the worker or the local runner starts) raises one ``ConfigurationError``
-naming every bad variable and its value. The README's settings table mirrors this file.
+naming every bad variable and its value. The settings table of docs/operating.md mirrors this file.
 """
 
 from __future__ import annotations

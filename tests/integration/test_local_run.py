@@ -82,6 +82,21 @@ def test_the_run_command_delivers_signed_sample_leads_and_sigint_leaves_no_proce
         )
         assert listed.returncode == 0, listed.stderr
         assert len(json.loads(listed.stdout)) == 4
+
+        # The printed line, run as is in a new shell without the virtualenv on PATH, finds `webhooks`.
+        banner = "To use the CLI from another terminal, in this folder: "
+        line = next(each for each in text().splitlines() if each.startswith(banner))[len(banner) :]
+        assert ". ./local.env" in line and line.endswith("/bin/activate"), line
+        in_new_shell = subprocess.run(
+            ["bash", "-c", f"{line}; webhooks deliveries --json"],
+            env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert in_new_shell.returncode == 0, in_new_shell.stderr
+        assert len(json.loads(in_new_shell.stdout)) == 4
         flower = f"http://127.0.0.1:{env['LOCAL_FLOWER_PORT']}/api/tasks"
         wait_for(lambda: len(json.loads(urlopen(flower, timeout=5).read())) >= 4, 30, "Flower to list the 4 tasks")
     finally:
