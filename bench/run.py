@@ -55,7 +55,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -391,7 +391,7 @@ class Bench:
                 self.tenth(kind, number)
                 self.sqs_alone(kind, number)
                 continue
-            planned = plan(self.leads(self.healthy_shop, leads))[:n]
+            planned = plan(self.leads(self.healthy_shop, leads)).deliveries[:n]
             if kind == "deliveries":
                 messages = [(d.delivery_id, d.message) for d in planned]
                 self.dispatched |= {task_id for task_id, _ in messages}
@@ -475,7 +475,7 @@ class Bench:
         if kind not in self.tenth_shops:
             tenth = "/ok/tenth" if kind == "healthy" else f"/slow/{HANG_SECONDS}/tenth"
             self.tenth_shops[kind] = self.subscribers(name, [f"/ok/{name}-{index}" for index in range(9)] + [tenth])
-        planned = plan(self.leads(self.tenth_shops[kind], math.ceil(n / 9)))
+        planned = plan(self.leads(self.tenth_shops[kind], math.ceil(n / 9))).deliveries
         tenth_ids = {d.delivery_id for d in planned if d.webhook.startswith(f"{name}-9-")}
         others = {d.delivery_id for d in planned} - tenth_ids
         queue = f"bench-{RUN}-{kind}-{number}"
@@ -527,7 +527,8 @@ class Bench:
 
         planned: list[dict[str, Any]] = []
         while len(planned) < count:
-            planned += [d.message for d in plan(self.leads(self.healthy_shop, math.ceil((count - len(planned)) / 10)))]
+            leads = self.leads(self.healthy_shop, math.ceil((count - len(planned)) / 10))
+            planned += [d.message for d in plan(leads).deliveries]
         return planned[:count]
 
     # --- the other phases ---------------------------------------------------------------
@@ -560,7 +561,7 @@ class Bench:
         """A running worker on the producer's queue: M dispatched leads, then long waits."""
         from producer.dispatch import dispatch_all, plan
         from tasks import deliver_webhook
-        from tasks.delivery import Delivery
+        from tasks.message import DeliveryMessage
         from tests.support.services import Worker
         from webhooks.clock import utcnow
 
@@ -574,7 +575,7 @@ class Bench:
             shop = self.subscribers("count", ["/ok/count"])
             leads = self.leads(shop, m)
             with self.moto.record() as counted:
-                ids = {d.delivery_id for d in dispatch_all(leads)}
+                ids = {d.delivery_id for d in dispatch_all(leads).deliveries}
                 self.dispatched |= ids
                 wait_until(lambda: self.deleted() >= m, 300, f"{m} deliveries deleted", 0.05)
             if not self.finished_in_audit(ids):
@@ -586,10 +587,10 @@ class Bench:
             k = self.options.hops
             due = utcnow() + timedelta(hours=2)
             for label in ("first", "steady"):
-                later = [Delivery.from_message(d.message, d.delivery_id) for d in plan(self.leads(shop, k))]
+                later = [DeliveryMessage.read(d.message) for d in plan(self.leads(shop, k)).deliveries]
                 self.hops |= {d.delivery_id for d in later}
                 for delivery in later:  # invisible for 3 s: the recording starts before the worker sees them
-                    message = replace(delivery, due_at=due).to_message()
+                    message = delivery.but(due_at=due).sealed()
                     deliver_webhook.apply_async(
                         kwargs={"delivery": message}, task_id=delivery.delivery_id, DelaySeconds=3
                     )

@@ -89,7 +89,7 @@ def soak(leads: int, seed: int, minutes: float, logs: Path, worker_class: type) 
     shop = "soak-shop"
     for index in range(3):
         subscribers.configure(f"soak-{index}", receiver.url(f"/random/30/soak-{index}"), ["call"], [shop])
-    ids = [delivery.delivery_id for delivery in dispatch_all([a_lead(shop, "call") for _ in range(leads)])]
+    ids = [delivery.delivery_id for delivery in dispatch_all([a_lead(shop, "call") for _ in range(leads)]).deliveries]
     print(f"{leads} leads dispatched: {len(ids)} deliveries; logs in {logs}", flush=True)
 
     def rows() -> dict[str, list[DeliveryAttempt]]:

@@ -100,9 +100,9 @@ def main() -> None:
     if settings.WORKER_EVENTS:
         wait_for_flower()
     enqueued = dispatch_all(sample_leads())
-    for item in enqueued:
+    for item in enqueued.deliveries:
         print(f"enqueued delivery {item.delivery_id} lead {item.lead_id} to {item.webhook}", flush=True)
-    ids = [item.delivery_id for item in enqueued]
+    ids = [item.delivery_id for item in enqueued.deliveries]
     deadline = time.monotonic() + 120
     while attempts_of(ids) < len(ids) and time.monotonic() < deadline:
         time.sleep(0.5)

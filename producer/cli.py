@@ -15,12 +15,12 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 import settings
-from producer import history, leads, subscribers
-from producer.dispatch import enqueue, plan
+from producer import history, leads, lifecycle, subscribers
+from producer.dispatch import PlannedDelivery, enqueue_all, plan
 from producer.dispatch import redeliver as redeliver_delivery
 from records import canonical, evidence, migrations, trail
 from webhooks import clock
-from webhooks.errors import InvalidInput, TrailBroken, WebhookError
+from webhooks.errors import DispatchFailed, InvalidInput, TrailBroken, WebhookError
 
 PROGRESS_FROM = 100  # deliveries from which a dispatch on a terminal shows a progress bar
 PROBLEMS_SHOWN = 50  # problems listed by `webhooks audit verify` (the count says how many more)
@@ -97,28 +97,43 @@ def list_(as_json: bool) -> None:
 
 @main.command()
 @click.argument("file", type=click.File("rb"), default="-")
-def dispatch(file: IO[bytes]) -> None:
-    """Enqueue the leads of FILE (or stdin): a JSON object, an array, or JSON Lines."""
+@click.option("--again", is_flag=True, help="Send leads already dispatched again, as redeliveries (same webhook-id).")
+def dispatch(file: IO[bytes], again: bool) -> None:
+    """Enqueue the leads of FILE (or stdin): a JSON object, an array, or JSON Lines.
+
+    A lead already dispatched to a subscriber is not enqueued for it again (each is named);
+    --again sends it again as a redelivery of the earlier delivery."""
+    settings.check(need_key=True)
     raw = leads.read(file.read())
-    planned = plan(raw)
+    planned = plan(raw, again=again)
+    for note in planned.notes:
+        click.echo(note, err=True)
     done = 0
     # On a terminal a large dispatch shows a bar instead of a line per delivery (unless
     # stdout is redirected, where the lines go).
-    bar = sys.stderr.isatty() and len(planned) >= PROGRESS_FROM
+    bar = sys.stderr.isatty() and len(planned.deliveries) >= PROGRESS_FROM
     lines = not (bar and sys.stdout.isatty())
-    with click.progressbar(planned, label="enqueuing", file=sys.stderr, hidden=not bar) as progress:
+    with click.progressbar(
+        length=len(planned.deliveries), label="enqueuing", file=sys.stderr, hidden=not bar
+    ) as progress:
+
+        def enqueued(item: PlannedDelivery) -> None:
+            nonlocal done
+            done += 1
+            progress.update(1)
+            if lines:
+                redelivery = f" (redelivery of {item.supersedes})" if item.supersedes else ""
+                click.echo(f"enqueued delivery {item.delivery_id} lead {item.lead_id} to {item.webhook}{redelivery}")
+
         try:
-            for item in progress:
-                enqueue(item)
-                done += 1
-                if lines:
-                    click.echo(f"enqueued delivery {item.delivery_id} lead {item.lead_id} to {item.webhook}")
-        except BrokerError as error:
-            _fail(
-                f"broker error: {_first_line(error)}\n{len(raw)} lead(s) read: {done} of {len(planned)} deliveries "
-                "enqueued (listed above), the others were not"
-            )
-    click.echo(f"{len(raw)} lead(s) read, {done} deliveries enqueued, 0 refused", err=True)
+            enqueue_all(planned.deliveries, enqueued)
+        except DispatchFailed as error:
+            _fail(f"{error} (listed above)\n{len(raw)} lead(s) read")
+    click.echo(
+        f"{len(raw)} lead(s) read, {done} deliveries enqueued, 0 refused; {planned.already} already dispatched, "
+        f"{planned.unmatched} lead(s) matched no enabled subscriber",
+        err=True,
+    )
 
 
 class _Moment(click.ParamType):  # type: ignore[type-arg]  # generic only in recent click
@@ -143,17 +158,38 @@ class _Moment(click.ParamType):  # type: ignore[type-arg]  # generic only in rec
 @click.option("--lead", "lead_id", help="Only this lead's attempts.")
 @click.option("--status", type=click.Choice(history.STATUSES), help="Only attempts with this outcome.")
 @click.option("--since", type=_Moment(), help="Only attempts at or after this time (ISO 8601; UTC without an offset).")
+@click.option("--pending", is_flag=True, help="The deliveries still to be attempted or held, oldest first.")
 def deliveries(
-    as_json: bool, limit: int, webhook: str | None, lead_id: str | None, status: str | None, since: datetime | None
+    as_json: bool,
+    limit: int,
+    webhook: str | None,
+    lead_id: str | None,
+    status: str | None,
+    since: datetime | None,
+    pending: bool,
 ) -> None:
-    """The audit records of delivery attempts, newest first."""
+    """The audit records of delivery attempts, newest first (--pending: what is still to come)."""
+    if pending:
+        subscriber = subscribers.named(webhook) if webhook is not None else None  # an unknown name is an error
+        if lead_id or status or since:
+            raise InvalidInput("--pending goes with --webhook, --limit and --json only")
+        waiting = [each.summary() for each in history.pending(subscriber.id if subscriber else None, limit)]
+        if as_json:
+            click.echo(json.dumps(waiting, indent=2))
+            return
+        _table(
+            waiting, ["dispatched_at", "delivery_id", "lead_id", "webhook", "state", "retry", "next_attempt", "reason"]
+        )
+        return
     found = history.attempts(webhook=webhook, lead_id=lead_id, status=status, since=since, limit=limit)
+    if webhook is not None and not found and not history.attempts(webhook=webhook, limit=1):
+        subscribers.named(webhook)  # neither a subscriber nor one of its records: say so (a deleted one keeps its)
     rows = [attempt.summary() for attempt in found]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
     columns = ["attempted_at", "delivery_id", "lead_id", "webhook", "retry", "status", "http_status", "duration_ms"]
-    _table(rows, [*columns, "error"])
+    _table(rows, [*columns, "next_retry_at", "error"])
 
 
 @main.command()
@@ -186,18 +222,100 @@ def show(delivery_id: str, as_json: bool) -> None:
 
 @main.command()
 @click.argument("name")
+@click.option("--url", default=None, help="The new endpoint (http or https).")
+@click.option(
+    "--lead-type",
+    "lead_types",
+    multiple=True,
+    type=click.Choice(leads.LEAD_TYPES),
+    help="The lead types to receive, replacing the current ones (repeat for several).",
+)
+@click.option("--erp-shop-id", "erp_shop_ids", multiple=True, help="The ERP shop ids, replacing the current ones.")
+def update(name: str, url: str | None, lead_types: Sequence[str], erp_shop_ids: Sequence[str]) -> None:
+    """Change NAME's URL, lead types or shop ids; pending deliveries and retries follow."""
+    changed = subscribers.update(name, url, lead_types, erp_shop_ids)
+    click.echo(
+        f"{name} updated: {changed.url} lead types {','.join(changed.lead_types)}"
+        f" shops {','.join(changed.erp_shop_ids)}"
+        f" (every attempt from now on, retries included, within {settings.SUBSCRIBER_CACHE_SECONDS:g} s)"
+    )
+
+
+@main.command()
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def delete(name: str, yes: bool) -> None:
+    """Delete NAME: its pending deliveries end cancelled; the audit keeps all its records."""
+    subscribers.named(name)  # an unknown name fails before the question
+    if not yes:
+        click.confirm(f"Delete the subscriber {name} and cancel its pending deliveries?", abort=True)
+    pending = lifecycle.delete(name)
+    click.echo(f"{name} deleted; {pending} pending deliveries cancelled (the audit keeps its records)")
+
+
+@main.command()
+@click.argument("name")
 def disable(name: str) -> None:
-    """Stop new deliveries to NAME (retries already scheduled still run)."""
-    subscribers.set_enabled(name, False)
-    click.echo(f"{name} disabled: it gets no new deliveries")
+    """Stop deliveries to NAME: new leads skip it, pending deliveries are held until enable."""
+    lifecycle.disable(name)
+    click.echo(f"{name} disabled: it gets no new deliveries; its pending ones are held until `webhooks enable {name}`")
 
 
 @main.command()
 @click.argument("name")
 def enable(name: str) -> None:
-    """Resume deliveries to NAME."""
-    subscribers.set_enabled(name, True)
-    click.echo(f"{name} enabled")
+    """Resume deliveries to NAME and send the deliveries held while it was disabled."""
+    settings.check(need_key=True)
+    sent = lifecycle.enable(name)
+    click.echo(f"{name} enabled; {sent} held deliveries sent again")
+
+
+@main.command()
+@click.argument("delivery_id", required=False)
+@click.option("--webhook", default=None, help="Cancel every pending delivery to this subscriber.")
+@click.option("--since", type=_Moment(), default=None, help="With --webhook: only those dispatched since DATE.")
+def cancel(delivery_id: str | None, webhook: str | None, since: datetime | None) -> None:
+    """End pending deliveries as cancelled: DELIVERY_ID, or every one to --webhook NAME."""
+    if (delivery_id is None) == (webhook is None):
+        raise InvalidInput("give either DELIVERY_ID or --webhook NAME")
+    if delivery_id is not None:
+        if since is not None:
+            raise InvalidInput("--since goes with --webhook")
+        lifecycle.cancel(delivery_id)
+        click.echo(f"delivery {delivery_id} cancelled")
+        return
+    assert webhook is not None
+    ended = lifecycle.cancel_subscriber(webhook, since)
+    for each in ended:
+        click.echo(f"delivery {each} cancelled")
+    click.echo(f"{len(ended)} pending deliveries to {webhook} cancelled", err=True)
+
+
+@main.command()
+@click.argument("name")
+@click.option("--since", type=_Moment(), required=True, help="Deliveries dispatched since DATE (ISO 8601).")
+@click.option(
+    "--status",
+    "statuses",
+    multiple=True,
+    type=click.Choice([str(status) for status in lifecycle.RECOVERABLE]),
+    help="Only deliveries whose last record has this status (repeat; default: all of them).",
+)
+@click.option("--dry-run", is_flag=True, help="List them, send nothing.")
+def recover(name: str, since: datetime, statuses: Sequence[str], dry_run: bool) -> None:
+    """Send again, as redeliveries, every delivery to NAME since DATE that never succeeded."""
+    if not dry_run:
+        settings.check(need_key=True)
+    found = lifecycle.recoverable(name, since, statuses)
+    if dry_run:
+        for one in found:
+            click.echo(f"{one.delivery_id} lead {one.lead_id} {one.status}")
+        click.echo(f"{len(found)} deliveries to {name} would be sent again (dry run: nothing sent)", err=True)
+        return
+    bar = sys.stderr.isatty() and len(found) >= PROGRESS_FROM
+    with click.progressbar(length=len(found), label="redelivering", file=sys.stderr, hidden=not bar) as progress:
+        sent = lifecycle.recover(found, lambda _: progress.update(1))
+    click.echo(f"{len(sent)} deliveries to {name} sent again as redeliveries", err=True)
 
 
 @main.command()

@@ -38,6 +38,9 @@ class Subscriber(Base):
     # after rotate-secret: the old secret, still signing beside the new one until then
     previous_sealed_secret: Mapped[str | None] = mapped_column(Text, nullable=True)
     previous_secret_until: Mapped[datetime | None] = mapped_column(Moment, nullable=True)
+    # why and since when it is disabled (webhooks disable, a 410 Gone, auto-disable); None while enabled
+    disabled_reason: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    disabled_at: Mapped[datetime | None] = mapped_column(Moment, nullable=True)
 
     def summary(self) -> dict[str, Any]:
         """What may be shown to a user: everything but the secret."""
@@ -47,9 +50,40 @@ class Subscriber(Base):
             "lead_types": list(self.lead_types),
             "erp_shop_ids": list(self.erp_shop_ids),
             "enabled": self.enabled,
+            "disabled_reason": self.disabled_reason,
+            "disabled_at": _iso(self.disabled_at) if self.disabled_at else None,
             "created_at": self.created_at.isoformat() + "+00:00",
             "previous_secret_signs_until": _iso(self.previous_secret_until) if self.previous_secret_until else None,
         }
+
+
+class Delivery(Base):
+    """One row per delivery dispatched (platform side): what makes dispatch idempotent, and
+    what an attempt cannot say by itself — that an operator ended the delivery, or that it
+    is held, parked here with its message until its subscriber is enabled again.
+
+    Written by the producer and the CLI, and by a worker only off the happy path (holding a
+    delivery, a revoke). The audit trail (``delivery_attempts``) stays the record of what
+    happened; this table is where the platform keeps what it still has to do.
+    """
+
+    __tablename__ = "deliveries"
+
+    delivery_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    webhook_id: Mapped[str] = mapped_column(String(64))  # the webhook-id header (the original's, for a redelivery)
+    lead_id: Mapped[str] = mapped_column(String(64), index=True)
+    subscriber_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+    webhook: Mapped[str] = mapped_column(String(100), index=True)
+    redelivery_of: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    dispatched_at: Mapped[datetime] = mapped_column(Moment, index=True)
+    # ended by an operator or a redelivery: the worker drops its message (and records it) on arrival
+    ended_at: Mapped[datetime | None] = mapped_column(Moment, nullable=True, index=True)
+    ended_status: Mapped[str | None] = mapped_column(String(16), nullable=True)  # cancelled | superseded
+    ended_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # held while its subscriber is disabled: the message waits here, not in SQS (it costs nothing)
+    held_message: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True), nullable=True)
+    held_at: Mapped[datetime | None] = mapped_column(Moment, nullable=True, index=True)
+    held_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class DeliveryAttempt(Base):

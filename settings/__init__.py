@@ -198,6 +198,10 @@ WEBHOOK_ALLOWED_NETWORKS: str = _text("WEBHOOK_ALLOWED_NETWORKS", "")
 ALLOWED_NETWORKS = _networks("WEBHOOK_ALLOWED_NETWORKS")
 # how long the old secret still signs beside the new one after `webhooks rotate-secret`
 WEBHOOK_SECRET_GRACE: int = _duration("WEBHOOK_SECRET_GRACE", "24h", minimum=0)
+# unexpected failures of one message's processing (a bug) before it ends abandoned
+WEBHOOK_MAX_UNEXPECTED_FAILURES: int = _integer("WEBHOOK_MAX_UNEXPECTED_FAILURES", 10, minimum=1)
+# s a worker keeps its view of the subscribers before reading them again: how stale a change may be
+SUBSCRIBER_CACHE_SECONDS: float = _number("SUBSCRIBER_CACHE_SECONDS", 5.0, minimum=0)
 # retry offsets from the first failure (units s, m, h, d)
 WEBHOOK_RETRY_SCHEDULE: tuple[int, ...] = _schedule("WEBHOOK_RETRY_SCHEDULE", "10m,1h,3h,1d,2d,3d,4d,5d,6d,7d")
 

@@ -17,7 +17,8 @@ from celery.exceptions import Reject, Retry
 
 import settings
 from tasks import audit, transport
-from tasks.delivery import Again, process, summary
+from tasks.delivery import BACKOFF, Arrival, after_crash, process, revoked
+from tasks.message import summary
 from webhooks.errors import ConfigurationError
 
 log = logging.getLogger(audit.LOGGER_NAME)
@@ -116,7 +117,7 @@ def _stop_checkpoints(**_: Any) -> None:
 
 @app.task(bind=True, name="tasks.deliver_webhook", max_retries=None)
 def deliver_webhook(self: Task, delivery: dict[str, Any]) -> None:
-    """Deliver one lead to one subscriber (the message is described in tasks.delivery).
+    """Deliver one lead to one subscriber (the message: tasks.message.DeliveryMessage).
 
     Thin on purpose: ``tasks.delivery.process`` does the work and says whether the
     message must come back later (a retry, or a hop of a wait longer than SQS's delay).
@@ -124,13 +125,15 @@ def deliver_webhook(self: Task, delivery: dict[str, Any]) -> None:
     # Whether SQS handed this message out before (set by tasks.transport, from which every task
     # message comes; Celery's worker would say False otherwise): only then can its delivery have
     # succeeded already (a worker killed before its acknowledgement, a delete that failed).
-    redelivered = bool((self.request.delivery_info or {}).get("redelivered", True))
+    arrival = Arrival(
+        broker_id=str(self.request.id), redelivered=bool((self.request.delivery_info or {}).get("redelivered", True))
+    )
     try:
-        again = process(delivery, self.request.id, redelivered=redelivered)
-    except Exception:  # a bug, the database down…: the message comes back after the visibility timeout
+        again = process(delivery, arrival)
+    except Exception as error:  # a bug, the database down…: the message comes back after a visibility timeout
         named = delivery.get("delivery_id") if isinstance(delivery, dict) else None
-        log.exception("delivery %s failed unexpectedly; it comes back in %d s", named or self.request.id, _BACKOFF)
-        again = Again(delivery, _BACKOFF)
+        log.exception("delivery %s failed unexpectedly; it comes back in %d s", named or self.request.id, BACKOFF)
+        again = after_crash(delivery, arrival, error)
     if again is None:
         return
     try:
@@ -148,5 +151,28 @@ def deliver_webhook(self: Task, delivery: dict[str, Any]) -> None:
         raise Reject(str(error), requeue=True) from error
 
 
-# What the seed calls "+15 minutes": a crashed attempt waits one visibility timeout.
-_BACKOFF = min(settings.SQS_VISIBILITY_TIMEOUT, settings.SQS_MAX_DELAY)
+@signals.before_task_publish.connect
+def _summary_only(sender: str | None = None, headers: dict[str, Any] | None = None, body: Any = None, **_: Any) -> None:
+    """However a delivery is sent (dispatch, ``deliver_webhook.delay(...)``, a retry), monitors
+    (Flower, ``inspect``, Celery's logs) see its summary, never the lead's personal data."""
+    if sender != deliver_webhook.name or headers is None:
+        return
+    kwargs = body[1] if isinstance(body, tuple | list) and len(body) > 1 and isinstance(body[1], dict) else {}
+    args = body[0] if isinstance(body, tuple | list) and body and isinstance(body[0], list | tuple) else ()
+    message = kwargs.get("delivery", args[0] if args else None)
+    headers["argsrepr"] = "()"
+    headers["kwargsrepr"] = repr({"delivery": summary(message)})
+
+
+@signals.task_revoked.connect
+def _record_revoke(request: Any = None, terminated: bool = False, expired: bool = False, **_: Any) -> None:
+    """A revoke (Flower, ``celery control revoke``) ends the delivery like ``webhooks cancel``:
+    recorded, and known to every worker from then on (a revoke alone lives only in the memory
+    of the workers that were up to receive it)."""
+    if request is None or getattr(request, "name", None) != deliver_webhook.name:
+        return
+    message = (getattr(request, "kwargs", None) or {}).get("delivery")
+    try:
+        revoked(message, Arrival(broker_id=str(request.id)), "expired" if expired else "revoked")
+    except Exception:
+        log.exception("the revoke of task %s could not be recorded", request.id)

@@ -23,7 +23,7 @@ import logging
 import sys
 import threading
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from pathlib import Path
 from typing import cast
@@ -35,11 +35,11 @@ import settings
 from records import database, trail
 from records.models import DeliveryAttempt
 from tasks.spool import Spool
+from webhooks.status import Status
+from webhooks.text import printable
 
 LOGGER_NAME = "webhooks.delivery"
 log = logging.getLogger(LOGGER_NAME)
-
-SUCCESS, ERROR, ABANDONED = "success", "error", "abandoned"
 
 
 @dataclass(frozen=True)
@@ -63,18 +63,23 @@ class Attempt:
     redelivery_of: str | None = None  # the delivery this one redelivers (webhooks redeliver)
     address: str | None = None  # the checked IP the request went to
 
+    def but(self, **changes: object) -> Attempt:
+        """A copy with ``changes``."""
+        return replace(self, **changes)  # type: ignore[arg-type]
+
     def describe(self) -> str:
+        """The stdout line: one line, every field's control characters escaped."""
         parts = [
-            f"delivery {self.delivery_id}",
-            f"lead {self.lead_id}",
-            f"webhook {self.webhook}",
+            f"delivery {printable(self.delivery_id)}",
+            f"lead {printable(self.lead_id)}",
+            f"webhook {printable(self.webhook)}",
             f"retry {self.retry}",
             self.status,
             f"http={self.http_status if self.http_status is not None else '-'}",
             f"{self.duration_ms:.0f}ms",
         ]
         if self.error:
-            parts.append(f"error={self.error!r}")
+            parts.append(f"error={printable(repr(self.error))}")
         if self.next_retry_at:
             parts.append(f"next_retry_at={self.next_retry_at.isoformat()}+00:00")
         return " ".join(parts)
@@ -153,14 +158,23 @@ def configure() -> logging.Logger:
     return log
 
 
+_LEVELS = {
+    Status.SUCCESS: logging.INFO,
+    Status.ERROR: logging.WARNING,
+    Status.HELD: logging.WARNING,
+    Status.CANCELLED: logging.INFO,
+    Status.SUPERSEDED: logging.INFO,
+}
+
+
 def record(attempt: Attempt) -> None:
-    """Write one attempt to the audit trail, then log it on stdout: INFO on success, WARNING
-    on error, ERROR when it ends without success. The line is logged even when the write
+    """Write one attempt to the audit trail, then log it on stdout (``_LEVELS``: ERROR when it
+    ends abandoned or refused). The line is logged even when the write
     fails (the error then propagates)."""
     try:
         write(attempt)
     finally:
-        level = {SUCCESS: logging.INFO, ERROR: logging.WARNING}.get(attempt.status, logging.ERROR)
+        level = _LEVELS.get(Status(attempt.status), logging.ERROR)
         log.log(level, attempt.describe())
 
 
@@ -182,7 +196,7 @@ def writes_succeeding() -> bool:
 _attempts = cast(Table, DeliveryAttempt.__table__)
 _SUCCEEDED = (
     select(_attempts.c.id)
-    .where(_attempts.c.delivery_id == bindparam("delivery_id"), _attempts.c.status == SUCCESS)
+    .where(_attempts.c.delivery_id == bindparam("delivery_id"), _attempts.c.status == Status.SUCCESS)
     .limit(1)
 )
 

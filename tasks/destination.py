@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import settings
-from webhooks.errors import RefusedDestination
+from webhooks.errors import RefusedDestination, UnresolvedName
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -78,7 +78,7 @@ def resolve(host: str, port: int) -> list[str]:
     try:
         found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as error:
-        raise LookupError(f"cannot resolve {host!r}: {error}") from None
+        raise UnresolvedName(f"cannot resolve {host!r}: {error}") from None
     return list(dict.fromkeys(str(entry[4][0]) for entry in found))
 
 
@@ -122,7 +122,7 @@ def check(url: str) -> Destination:
         literal = None
     addresses = [str(literal)] if literal else resolve(host, port)
     if not addresses:
-        raise LookupError(f"{host!r} has no address")
+        raise UnresolvedName(f"{host!r} has no address")
     for address in addresses:
         reason = why_refused(ipaddress.ip_address(address))
         if reason:

@@ -42,6 +42,7 @@ os.environ.update(
         "SQS_MAX_DELAY": "1",
         "WEBHOOK_RETRY_SCHEDULE": "2s,4s",
         "WEBHOOK_TIMEOUT": "1",
+        "SUBSCRIBER_CACHE_SECONDS": "1",
         "WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8",
         "AUDIT_SPOOL_DIR": tempfile.mkdtemp(prefix="webhooks-test-spool-"),
         "AUDIT_CHECKPOINT_INTERVAL": "2",
@@ -69,7 +70,9 @@ def no_real_network(monkeypatch: pytest.MonkeyPatch) -> None:
     def resolve(host: str, port: int) -> list[str]:
         if host in FAKE_DNS:
             return FAKE_DNS[host]
-        raise LookupError(f"cannot resolve {host!r}: not in the tests' fake DNS")
+        from webhooks.errors import UnresolvedName
+
+        raise UnresolvedName(f"cannot resolve {host!r}: not in the tests' fake DNS")
 
     monkeypatch.setattr(destination, "resolve", resolve)
     real_connect, real_connect_ex = socket.socket.connect, socket.socket.connect_ex

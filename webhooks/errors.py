@@ -3,10 +3,11 @@
     WebhookError
     ├── ConfigurationError      a setting is missing or malformed (raised at start)
     ├── InvalidInput            bad input from a user: a lead, a subscriber, a CLI option
+    ├── DispatchFailed          the broker failed mid-dispatch: says which deliveries were enqueued
     ├── AuditError              the audit trail cannot be used as asked (no genesis checkpoint…)
     │   └── TrailBroken         an altered, inserted or missing audit record or checkpoint
-    ├── RetryableError          a delivery attempt failed, a later attempt may succeed
-    │   └── DeliveryFailed      non-2xx, timeout, connection error, redirect
+    ├── RetryableError          a later attempt may succeed: recorded as an error, retried on schedule
+    │   └── UnresolvedName      the URL's host name does not resolve (DNS may come back)
     └── PermanentError          retrying cannot help: record it and acknowledge the message
         ├── MalformedMessage    the task's argument is not a delivery we understand
         ├── TamperedMessage     the message's MAC does not match its content
@@ -31,6 +32,15 @@ class InvalidInput(WebhookError):
     """Input from a user (a lead, a subscriber, an option) is refused."""
 
 
+class DispatchFailed(WebhookError):
+    """The broker failed during a dispatch: ``enqueued`` lists the deliveries that were
+    enqueued before it did; the others were not (and are recorded as not enqueued)."""
+
+    def __init__(self, message: str, *, enqueued: list[str], total: int) -> None:
+        self.enqueued, self.total = enqueued, total
+        super().__init__(f"{message}: {len(enqueued)} of {total} deliveries enqueued, the others were not")
+
+
 class AuditError(WebhookError):
     """The audit trail cannot be read, sealed or pruned as asked."""
 
@@ -43,8 +53,8 @@ class RetryableError(WebhookError):
     """A failure that a later attempt may not meet."""
 
 
-class DeliveryFailed(RetryableError):
-    """The subscriber did not answer 2xx in time."""
+class UnresolvedName(RetryableError):
+    """The URL's host name does not resolve now (a later attempt looks it up again)."""
 
 
 class PermanentError(WebhookError):

@@ -27,6 +27,27 @@ class Subscription:
     secret: str
     shop: str
     url: str
+    id: int = 0
+
+
+def subscriber_at(url: str, lead_types: Sequence[str] = ("facebook_form",)) -> Subscription:
+    """A subscriber configured in the platform database (without the CLI), for tests that build
+    their own messages."""
+    from producer import subscribers
+    from tests.support.factories import unique
+
+    name, shop = unique("sub"), unique("shop")
+    secret = subscribers.configure(name, url, lead_types, [shop])
+    return Subscription(name, secret, shop, url, subscribers.named(name).id)
+
+
+def message_to(subscription: Subscription, **fields: Any) -> dict[str, Any]:
+    """A sealed delivery message of a fresh lead to ``subscription`` (``fields`` override)."""
+    from tests.support.factories import a_lead, a_message
+
+    values = {"lead": a_lead(subscription.shop), **fields}
+    built: dict[str, Any] = a_message(subscriber_id=subscription.id, webhook=subscription.name, **values).sealed()
+    return built
 
 
 Cli = Callable[..., Result]
@@ -57,7 +78,9 @@ def subscribe(cli: Cli) -> Callable[..., Subscription]:
         assert result.exit_code == 0, result.output
         match = re.fullmatch(r'WebhookConfig successfully created with secret "([0-9a-f-]{36})"\n', result.output)
         assert match, result.output
-        return Subscription(name, match.group(1), shop, url)
+        from producer import subscribers
+
+        return Subscription(name, match.group(1), shop, url, subscribers.named(name).id)
 
     return make
 

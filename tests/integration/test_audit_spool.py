@@ -11,14 +11,12 @@ from pathlib import Path
 import pytest
 
 from tasks import deliver_webhook
-from tasks.delivery import new_message
 from tests.conftest import DB_NAME
-from tests.integration.conftest import attempts, run_cli
-from tests.support.factories import a_lead, unique
+from tests.integration.conftest import attempts, message_to, run_cli, subscriber_at
+from tests.support.factories import unique
 from tests.support.proxy import Proxy
 from tests.support.receiver import Receiver
 from tests.support.services import Worker, wait_for
-from webhooks import secretbox
 
 
 @pytest.fixture
@@ -31,13 +29,7 @@ def proxy() -> Iterator[Proxy]:
 def send(receiver: Receiver, queue: str) -> tuple[str, str]:
     path = f"/ok/{unique('spooled')}"
     delivery_id = str(uuid.uuid4())
-    message = new_message(
-        webhook="spooled",
-        url=receiver.url(path),
-        sealed_secret=secretbox.seal("s"),
-        lead=a_lead("s"),
-        delivery_id=delivery_id,
-    )
+    message = message_to(subscriber_at(receiver.url(path)), delivery_id=delivery_id)
     deliver_webhook.apply_async(kwargs={"delivery": message}, queue=queue)
     return delivery_id, path
 

@@ -30,6 +30,8 @@ def test_configure_prints_a_uuid4_secret_and_lists_the_subscriber(subscribe, cli
         "lead_types": ["facebook_form", "instagram_form"],
         "erp_shop_ids": [subscription.shop],
         "enabled": True,
+        "disabled_reason": None,
+        "disabled_at": None,
         "created_at": listed[subscription.name]["created_at"],
         "previous_secret_signs_until": None,
     }

@@ -92,7 +92,7 @@ def test_a_lead_goes_only_to_subscribers_matching_both_its_type_and_its_shop(
 
     enqueued = dispatch_all([a_lead(shop, "facebook_form"), a_lead(shop, "website_form"), a_lead(other_shop, "call")])
 
-    assert [item.webhook for item in enqueued] == [wanted.name]
+    assert [item.webhook for item in enqueued.deliveries] == [wanted.name]
     wait_for(lambda: receiver.to(urlsplit(wanted.url).path), 30, "the matching POST")
     assert receiver.to(urlsplit(wrong_type.url).path) == []
     assert receiver.to(urlsplit(wrong_shop.url).path) == []
@@ -112,18 +112,23 @@ def test_producer_dispatch_returns_the_delivery_ids(worker: Worker, receiver: Re
 
 def test_deliver_webhook_delay_is_a_public_entry_point(worker: Worker, receiver: Receiver, database: str) -> None:
     from tasks import deliver_webhook
-    from tasks.delivery import new_message
-    from webhooks import secretbox
+    from tasks.message import DeliveryMessage
+    from tests.integration.conftest import subscriber_at
 
     path = f"/ok/{unique('delay')}"
+    subscription = subscriber_at(receiver.url(path))
     lead = a_lead("any-shop")
-    result = deliver_webhook.delay(
-        new_message(webhook="by-hand", url=receiver.url(path), sealed_secret=secretbox.seal("s3cret"), lead=lead)
+    delivery_id = str(uuid.uuid4())
+    deliver_webhook.delay(
+        DeliveryMessage(
+            delivery_id=delivery_id, subscriber_id=subscription.id, webhook=subscription.name, lead=lead
+        ).sealed()
     )
 
     [request] = wait_for(lambda: receiver.to(path), 30, "the POST")
-    assert request.headers["webhook-id"] == result.id  # the task id stands in for a delivery id
-    assert request.headers["X-Hub-Signature"] == "sha1=" + hmac.new(b"s3cret", request.body, hashlib.sha1).hexdigest()
+    assert request.headers["webhook-id"] == delivery_id
+    secret = subscription.secret.encode()
+    assert request.headers["X-Hub-Signature"] == "sha1=" + hmac.new(secret, request.body, hashlib.sha1).hexdigest()
     assert json.loads(request.body)["body"]["id"] == lead["id"]
 
 
@@ -189,8 +194,8 @@ def test_a_bad_lead_is_refused_naming_it_and_nothing_from_the_input_is_enqueued(
     assert queue_bodies(sqs, queue) == []
 
 
-def test_the_queue_message_carries_the_secret_sealed_never_in_clear(sqs, subscribe) -> None:
-    from webhooks import secretbox
+def test_the_queue_message_carries_no_secret_and_no_url_only_its_subscriber(sqs, subscribe) -> None:
+    from producer import subscribers
 
     subscription = subscribe("http://127.0.0.1:9/never")
     queue = unique("inspect")
@@ -200,9 +205,9 @@ def test_the_queue_message_carries_the_secret_sealed_never_in_clear(sqs, subscri
     [body] = queue_bodies(sqs, queue)
     layers = decoded_layers(body)
     assert subscription.secret not in layers
-    sealed = re.findall(r'"secret": ?"([A-Za-z0-9+/=]+)"', layers)
-    assert sealed, layers
-    assert secretbox.unseal(sealed[0]) == subscription.secret
+    assert subscribers.named(subscription.name).sealed_secret not in layers
+    assert '"secret"' not in layers and subscription.url not in layers
+    assert task_kwargs(body)["delivery"]["subscriber_id"] == subscription.id
 
 
 def test_a_lead_with_no_matching_subscriber_enqueues_nothing(sqs, database: str) -> None:
@@ -211,6 +216,8 @@ def test_a_lead_with_no_matching_subscriber_enqueues_nothing(sqs, database: str)
     assert done.returncode == 0, done.stderr
     assert done.stdout == ""
     assert "1 lead(s) read, 0 deliveries enqueued, 0 refused" in done.stderr
+    assert "lead 1 (" in done.stderr and "): matched no subscriber" in done.stderr
+    assert "1 lead(s) matched no enabled subscriber" in done.stderr
     assert queue_bodies(sqs, queue) == []
 
 

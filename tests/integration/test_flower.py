@@ -23,13 +23,11 @@ from kombu.connection import Connection
 from kombu.entity import Exchange, Queue
 
 from tasks import app, deliver_webhook
-from tasks.delivery import new_message
 from tasks.transport import LEASE_TAG, sweep
-from tests.integration.conftest import Cli, attempts, run_cli
+from tests.integration.conftest import Cli, attempts, message_to, run_cli, subscriber_at
 from tests.support.factories import a_lead, unique
 from tests.support.receiver import Receiver
 from tests.support.services import BIN, ROOT, Flower, Worker, wait_for
-from webhooks import secretbox
 
 QUEUE = unique("events")
 ENV = {"SQS_QUEUE": QUEUE, "WORKER_EVENTS": "1"}
@@ -97,13 +95,7 @@ def inspect(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
 
 
 def message(url: str) -> dict[str, Any]:
-    return new_message(
-        webhook="flower",
-        url=url,
-        sealed_secret=secretbox.seal("s3cret"),
-        lead=a_lead("shop"),
-        delivery_id=str(uuid.uuid4()),
-    )
+    return message_to(subscriber_at(url))
 
 
 def test_a_lead_dispatched_with_events_on_is_listed_by_flower_as_succeeded_on_its_worker(

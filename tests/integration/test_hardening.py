@@ -6,7 +6,6 @@ from __future__ import annotations
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,15 +13,13 @@ import pytest
 
 from tasks import delivery, destination, sender
 from tests.integration.conftest import attempts
-from tests.support.factories import a_lead, unique
+from tests.support.factories import a_message, a_state, unique
 from tests.support.receiver import Receiver
-from webhooks import secretbox
 
 
-def a_delivery(url: str) -> delivery.Delivery:
-    return delivery.Delivery(
-        delivery_id=str(uuid.uuid4()), webhook="hardening", url=url, secret=secretbox.seal("s3cret"), lead=a_lead("s")
-    )
+def a_delivery(url: str) -> tuple[Any, Any]:
+    """A delivery message, and its subscriber at ``url`` as a worker sees it."""
+    return a_message(webhook="hardening"), a_state(url, name="hardening")
 
 
 @pytest.fixture
@@ -45,9 +42,9 @@ def test_a_subscriber_resolving_to_a_private_address_is_refused_at_send_time_wit
     monkeypatch.setattr(destination, "resolve", lambda host, port: ["10.0.0.5"])
     sent = a_delivery("http://partner.example/hooks")
 
-    assert delivery.attempt(sent) is None  # nothing follows: a permanent failure
+    assert delivery.attempt(*sent) is None  # nothing follows: a permanent failure
 
-    [row] = attempts(sent.delivery_id)
+    [row] = attempts(sent[0].delivery_id)
     assert row["status"] == "abandoned"
     assert "refused destination" in row["error"] and "10.0.0.5 is private" in row["error"]
     assert [address for address in connections if address[1] != 3306] == []
@@ -67,12 +64,12 @@ def test_the_connection_goes_to_the_checked_address_with_the_original_host_heade
     path = f"/ok/{unique('pinned')}"
     sent = a_delivery(f"http://rebind.test:{receiver.port}{path}")
 
-    assert delivery.attempt(sent) is None
+    assert delivery.attempt(*sent) is None
 
     [request] = receiver.to(path)
     assert request.headers["Host"] == f"rebind.test:{receiver.port}"
     assert asked == ["rebind.test"]  # resolved once; the POST did not look the name up again
-    assert attempts(sent.delivery_id)[0]["status"] == "success"
+    assert attempts(sent[0].delivery_id)[0]["status"] == "success"
 
 
 @pytest.fixture

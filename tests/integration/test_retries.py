@@ -14,24 +14,19 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from records import database
+from records.models import Subscriber
 from tasks import deliver_webhook
-from tasks.delivery import new_message
-from tests.integration.conftest import attempts
-from tests.support.factories import a_lead, unique
+from tests.integration.conftest import attempts, message_to, subscriber_at
+from tests.support.factories import unique
 from tests.support.receiver import Receiver
 from tests.support.services import Worker, wait_for
 from webhooks import clock, secretbox
 
 
 def message(url: str, **fields: Any) -> dict[str, Any]:
-    built = new_message(
-        webhook="retries",
-        url=url,
-        sealed_secret=secretbox.seal("s3cret"),
-        lead=a_lead("shop"),
-        delivery_id=str(uuid.uuid4()),
-    )
-    return secretbox.authenticate({**built, **fields})
+    """A message to a new subscriber at ``url``; ``fields`` change it, authenticated after."""
+    return secretbox.authenticate({**message_to(subscriber_at(url)), **fields})
 
 
 def epoch(naive_utc: datetime) -> float:
@@ -111,14 +106,17 @@ def test_a_message_sqs_hands_out_again_after_its_delivery_succeeded_is_not_sent_
     assert len(attempts(sent["delivery_id"])) == 1
 
 
-def test_a_malformed_message_is_recorded_and_never_retried(worker: Worker) -> None:
+def test_a_malformed_message_is_recorded_under_its_task_id_and_never_retried(worker: Worker) -> None:
     delivery_id = str(uuid.uuid4())
-    deliver_webhook.delay(secretbox.authenticate({"delivery_id": delivery_id, "webhook": "w", "lead": {"id": "x"}}))
+    task = deliver_webhook.delay(
+        secretbox.authenticate({"delivery_id": delivery_id, "webhook": "w", "lead": {"id": "x"}})
+    )
 
-    [row] = wait_for(lambda: attempts(delivery_id), 30, "the record")
-    assert row["status"] == "abandoned"
-    assert row["error"].startswith("malformed message: field 'url'")
+    [row] = wait_for(lambda: attempts(task.id), 30, "the record")
+    assert row["status"] == "refused"
+    assert row["error"].startswith("malformed message refused: field 'subscriber_id' is required")
     assert row["next_retry_at"] is None
+    assert attempts(delivery_id) == []  # never recorded as a fact about the delivery it names
 
 
 def test_a_message_changed_in_transit_is_recorded_and_nothing_is_posted(worker: Worker, receiver: Receiver) -> None:
@@ -127,14 +125,15 @@ def test_a_message_changed_in_transit_is_recorded_and_nothing_is_posted(worker: 
     tampered = {**sent, "lead": {**sent["lead"], "email": "attacker@example.com"}}
     redirected = {**message(receiver.url(path)), "url": receiver.url(f"/ok/{unique('elsewhere')}")}
     unsigned = {key: value for key, value in message(receiver.url(path)).items() if key != "mac"}
-    for bad in (tampered, redirected, unsigned):
-        deliver_webhook.delay(bad)
+    tasks = [deliver_webhook.delay(bad) for bad in (tampered, redirected, unsigned)]
 
-    for bad in (tampered, redirected, unsigned):
-        [row] = wait_for(partial(attempts, bad["delivery_id"]), 30, "the record")
-        assert row["status"] == "abandoned"
-        assert row["error"].startswith("tampered message")
-        assert row["request_body"] == ""
+    for bad, task in zip((tampered, redirected, unsigned), tasks, strict=True):
+        [row] = wait_for(partial(attempts, task.id), 30, "the record")
+        assert row["status"] == "refused"
+        assert row["error"].startswith("unauthenticated message refused")
+        assert (row["lead_id"], row["webhook"], row["url"], row["request_body"]) == ("", "", "", "")
+        if task.id != bad["delivery_id"]:
+            assert attempts(bad["delivery_id"]) == []
     assert receiver.to(path) == []
     assert receiver.to(urlsplit(redirected["url"]).path) == []
 
@@ -142,7 +141,12 @@ def test_a_message_changed_in_transit_is_recorded_and_nothing_is_posted(worker: 
 def test_an_undecryptable_secret_is_recorded_and_nothing_is_posted(worker: Worker, receiver: Receiver) -> None:
     path = f"/ok/{unique('tampered')}"
     other_key = [bytes(32)]  # sealed under a key this worker does not have
-    sent = message(receiver.url(path), secret=secretbox.seal("s3cret", other_key))
+    subscription = subscriber_at(receiver.url(path))
+    with database.platform() as session:
+        stored = session.get(Subscriber, subscription.id)
+        assert stored is not None
+        stored.sealed_secret = secretbox.seal("s3cret", other_key)
+    sent = message_to(subscription)
     deliver_webhook.delay(sent)
 
     [row] = wait_for(lambda: attempts(sent["delivery_id"]), 30, "the record")

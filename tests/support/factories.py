@@ -93,3 +93,36 @@ def an_attempt(**fields: Any) -> Any:
         **fields,
     }
     return Attempt(**values)
+
+
+def a_message(subscriber_id: int = 1, webhook: str = "w", **fields: Any) -> Any:
+    """A delivery message (tasks.message.DeliveryMessage) of a fresh delivery of the SPEC's lead."""
+    from tasks.message import DeliveryMessage
+
+    values: dict[str, Any] = {
+        "delivery_id": str(uuid.uuid4()),
+        "subscriber_id": subscriber_id,
+        "webhook": webhook,
+        "lead": a_lead("shop1"),
+        **fields,
+    }
+    return DeliveryMessage(**values)
+
+
+def a_state(url: str, name: str = "w", secret: str = "s3cret", subscriber_id: int = 1, **fields: Any) -> Any:
+    """A subscriber as a worker sees it (tasks.directory.SubscriberState), its secret sealed."""
+    from tasks.directory import SubscriberState
+    from webhooks import secretbox
+
+    values: dict[str, Any] = {
+        "id": subscriber_id,
+        "name": name,
+        "url": url,
+        "sealed_secret": secretbox.seal(secret),
+        "previous_sealed_secret": None,
+        "previous_secret_until": None,
+        "enabled": True,
+        "disabled_reason": None,
+        **fields,
+    }
+    return SubscriberState(**values)

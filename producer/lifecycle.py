@@ -1,0 +1,134 @@
+"""What operators do after dispatch: enable, disable, delete a subscriber; cancel, recover.
+
+Every end is recorded: a held delivery (its message parked in the platform database) is
+recorded here, at once; a queued one is recorded by the worker that meets its message
+(within SQS_MAX_DELAY: a message in SQS comes back at least that often), and is already
+left out of ``webhooks deliveries --pending``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from producer import history, subscribers
+from producer.dispatch import PlannedDelivery, enqueue_all, redeliver
+from records import deliveries
+from records.models import Delivery
+from tasks import delivery as worker
+from tasks.message import DeliveryMessage
+from webhooks.clock import utcnow
+from webhooks.errors import InvalidInput
+from webhooks.status import Status
+
+
+def enable(name: str) -> int:
+    """Enable NAME and send its held deliveries again; return how many were sent.
+
+    The time a delivery was held does not count against its retry schedule: its first
+    failure moves forward by that much, so it keeps every retry it had left.
+    """
+    subscriber = subscribers.set_enabled(name, True)
+    released = deliveries.release(subscriber.id)
+    planned = []
+    now = utcnow()
+    for message, held_at in released:
+        held = DeliveryMessage.read(message)
+        shifted = held.first_failure_at + (now - held_at) if held.first_failure_at else None
+        again = held.but(due_at=None, held_since=None, first_failure_at=shifted)
+        planned.append(PlannedDelivery(again.row(), again.sealed()))
+    enqueue_all(planned, recorded=True)
+    return len(planned)
+
+
+def disable(name: str) -> None:
+    subscribers.set_enabled(name, False)
+
+
+def delete(name: str) -> int:
+    """Delete NAME; its held deliveries are recorded cancelled now, its queued ones when a
+    worker meets them. Returns how many pending deliveries it had (held and queued)."""
+    subscriber = subscribers.named(name)
+    pending = history.pending(subscriber.id, limit=1_000_000)
+    _, parked = subscribers.delete(name)
+    for message in parked:
+        worker.end(DeliveryMessage.read(message), Status.CANCELLED, f"its subscriber {name} was deleted")
+    return len(pending)
+
+
+def cancel(delivery_id: str) -> str:
+    """End one pending delivery as cancelled; say what happened."""
+    row = deliveries.get(delivery_id)
+    if row is None:
+        raise InvalidInput(f"no delivery {delivery_id!r} was dispatched (see: webhooks deliveries)")
+    last = history.last_status(delivery_id)
+    if row.ended_at is not None or (last is not None and Status(last).final):
+        raise InvalidInput(
+            f"delivery {delivery_id} is not pending: it ended {row.ended_status or last} (see: webhooks show)"
+        )
+    _end(row, "cancelled by an operator (webhooks cancel)")
+    return delivery_id
+
+
+def cancel_subscriber(name: str, since: datetime | None) -> list[str]:
+    """End every pending delivery to NAME (dispatched since ``since``) as cancelled."""
+    subscriber = subscribers.named(name)
+    ended = []
+    for pending in history.pending(subscriber.id, limit=1_000_000):
+        if since is not None and pending.dispatched_at < since:
+            continue
+        row = deliveries.get(pending.delivery_id)
+        if row is not None:
+            _end(row, f"cancelled by an operator (webhooks cancel --webhook {name})")
+            ended.append(pending.delivery_id)
+    return ended
+
+
+def _end(row: Delivery, reason: str) -> None:
+    parked = deliveries.end(row.delivery_id, Status.CANCELLED, reason)
+    if parked is not None:
+        worker.end(DeliveryMessage.read(parked), Status.CANCELLED, reason)
+
+
+@dataclass(frozen=True)
+class Recovery:
+    delivery_id: str
+    lead_id: str
+    status: str  # its last status: what made it a candidate
+
+
+RECOVERABLE = (Status.ABANDONED, Status.ERROR, Status.CANCELLED, Status.HELD)
+
+
+def recoverable(name: str, since: datetime, statuses: Sequence[str] = ()) -> list[Recovery]:
+    """The deliveries to NAME dispatched since ``since`` that never succeeded and were not
+    already redelivered (by recover, redeliver or dispatch --again), whose last record has one of ``statuses`` (default: any of
+    RECOVERABLE); queued ones (no attempt yet) are left to their first attempt."""
+    subscriber = subscribers.named(name)
+    rows = deliveries.of_subscriber(subscriber.id, since)
+    redelivered = {row.redelivery_of for row in rows if row.redelivery_of} | deliveries.redelivered(
+        [row.delivery_id for row in rows]
+    )
+    rows = [row for row in rows if row.ended_status != Status.SUPERSEDED and row.delivery_id not in redelivered]
+    last = history.last_records([row.delivery_id for row in rows])
+    wanted = set(statuses or RECOVERABLE)
+    found = []
+    for row in rows:
+        record = last.get(row.delivery_id)
+        if record is None:
+            continue
+        status = Status.CANCELLED if row.ended_status == Status.CANCELLED else Status(record.status)
+        if status in wanted and not history.ever_succeeded(row.delivery_id):
+            found.append(Recovery(row.delivery_id, row.lead_id, status))
+    return found
+
+
+def recover(found: Sequence[Recovery], each: Callable[[str], None] | None = None) -> list[str]:
+    """Redeliver each one (the original's webhook-id; the original superseded)."""
+    sent = []
+    for one in found:
+        sent.append(redeliver(one.delivery_id).delivery_id)
+        if each is not None:
+            each(one.delivery_id)
+    return sent

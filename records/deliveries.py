@@ -1,0 +1,166 @@
+"""The platform's row per delivery (records.models.Delivery): dispatched, ended, held.
+
+The producer adds the rows at dispatch (one statement a batch) and looks them up to keep
+dispatch idempotent; operators end deliveries (cancel, redeliver); a worker parks a held
+delivery's message here while its subscriber is disabled, and ``release`` gives the parked
+messages back to be enqueued again. Workers read the ended ones through tasks.directory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, insert, select, tuple_, update
+
+from records import database
+from records.models import Delivery, Subscriber
+from webhooks.clock import utcnow
+from webhooks.status import Status
+
+
+@dataclass(frozen=True)
+class New:
+    """A delivery about to be enqueued."""
+
+    delivery_id: str
+    webhook_id: str
+    lead_id: str
+    subscriber_id: int
+    webhook: str
+    redelivery_of: str | None = None
+
+
+def add(new: Sequence[New], dispatched_at: datetime) -> None:
+    """Record deliveries as dispatched (before they are enqueued: one that fails to enqueue
+    is then ended as cancelled by the caller, never left looking dispatched)."""
+    if not new:
+        return
+    rows = [{**vars(each), "dispatched_at": dispatched_at} for each in new]
+    with database.platform() as session:
+        session.execute(insert(Delivery), rows)
+
+
+def existing(pairs: Iterable[tuple[str, int]]) -> dict[tuple[str, int], str]:
+    """For (lead id, subscriber id) pairs already dispatched: the latest delivery's id."""
+    wanted = list(dict.fromkeys(pairs))
+    found: dict[tuple[str, int], tuple[datetime, str]] = {}
+    with database.platform() as session:
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            rows = session.execute(
+                select(Delivery.lead_id, Delivery.subscriber_id, Delivery.dispatched_at, Delivery.delivery_id).where(
+                    tuple_(Delivery.lead_id, Delivery.subscriber_id).in_(chunk)
+                )
+            )
+            for lead_id, subscriber_id, at, delivery_id in rows:
+                key = (lead_id, int(subscriber_id or 0))
+                if key not in found or found[key][0] <= at:
+                    found[key] = (at, delivery_id)
+    return {key: delivery_id for key, (_, delivery_id) in found.items()}
+
+
+def get(delivery_id: str) -> Delivery | None:
+    with database.platform() as session:
+        return session.get(Delivery, delivery_id)
+
+
+def of_subscriber(subscriber_id: int, since: datetime | None = None) -> list[Delivery]:
+    """The deliveries to one subscriber, oldest first."""
+    query = select(Delivery).where(Delivery.subscriber_id == subscriber_id)
+    if since is not None:
+        query = query.where(Delivery.dispatched_at >= since)
+    with database.platform() as session:
+        return list(session.scalars(query.order_by(Delivery.dispatched_at, Delivery.delivery_id)))
+
+
+def end(delivery_id: str, status: Status, reason: str, new: New | None = None) -> Mapping[str, Any] | None:
+    """Mark a delivery ended (cancelled or superseded), once; return its parked message if it
+    was held (the caller records its end: no message of it is left in the queue). A delivery
+    without a row gets one when ``new`` describes it."""
+    with database.platform() as session:
+        row = session.get(Delivery, delivery_id, with_for_update=True)
+        if row is None and new is not None:
+            row = Delivery(**vars(new), dispatched_at=utcnow())
+            session.add(row)
+        if row is None or row.ended_at is not None:
+            return None
+        parked = row.held_message
+        row.ended_at, row.ended_status, row.ended_reason = utcnow(), str(status), reason
+        row.held_message = row.held_at = row.held_reason = None
+        return parked
+
+
+def park(message: Mapping[str, Any], delivery: New, reason: str) -> bool:
+    """Keep a held delivery's (sealed) message until its subscriber is enabled again.
+
+    Done under a lock on the subscriber's row, after reading it: False (nothing parked) when
+    it is enabled by now, so that ``release``, which takes the same lock after enabling it,
+    can never miss a message parked at the same moment. A delivery without a row (a
+    message built by hand) gets one.
+    """
+    with database.platform() as session:
+        enabled = session.execute(
+            select(Subscriber.enabled).where(Subscriber.id == delivery.subscriber_id).with_for_update()
+        ).scalar_one_or_none()
+        if enabled is None or enabled:
+            return False
+        row = session.get(Delivery, delivery.delivery_id)
+        if row is None:
+            row = Delivery(**vars(delivery), dispatched_at=utcnow())
+            session.add(row)
+        row.held_message, row.held_at, row.held_reason = dict(message), utcnow(), reason
+        return True
+
+
+def release(subscriber_id: int) -> list[tuple[Mapping[str, Any], datetime]]:
+    """Take the parked messages of a subscriber (and when each was held), oldest first.
+    Call it after enabling the subscriber, in the same transaction's order (see ``park``)."""
+    with database.platform() as session:
+        session.execute(select(Subscriber.id).where(Subscriber.id == subscriber_id).with_for_update())
+        rows = list(
+            session.scalars(
+                select(Delivery)
+                .where(and_(Delivery.subscriber_id == subscriber_id, Delivery.held_message.is_not(None)))
+                .order_by(Delivery.held_at)
+            )
+        )
+        taken: list[tuple[Mapping[str, Any], datetime]] = [
+            (dict(row.held_message or {}), row.held_at or utcnow()) for row in rows
+        ]
+        if rows:
+            session.execute(
+                update(Delivery)
+                .where(Delivery.delivery_id.in_([row.delivery_id for row in rows]))
+                .values(held_message=None, held_at=None, held_reason=None)
+            )
+        return taken
+
+
+def held(subscriber_id: int | None = None) -> list[Delivery]:
+    query = select(Delivery).where(Delivery.held_message.is_not(None))
+    if subscriber_id is not None:
+        query = query.where(Delivery.subscriber_id == subscriber_id)
+    with database.platform() as session:
+        return list(session.scalars(query.order_by(Delivery.held_at)))
+
+
+def not_ended(since: datetime, subscriber_id: int | None = None) -> list[Delivery]:
+    """The deliveries dispatched since ``since`` that no operator ended, oldest first."""
+    query = select(Delivery).where(Delivery.ended_at.is_(None), Delivery.dispatched_at >= since)
+    if subscriber_id is not None:
+        query = query.where(Delivery.subscriber_id == subscriber_id)
+    with database.platform() as session:
+        return list(session.scalars(query.order_by(Delivery.dispatched_at, Delivery.delivery_id)))
+
+
+def redelivered(delivery_ids: Sequence[str]) -> set[str]:
+    """Those of ``delivery_ids`` that a later delivery redelivers."""
+    found: set[str] = set()
+    with database.platform() as session:
+        for start in range(0, len(delivery_ids), 500):
+            chunk = list(delivery_ids[start : start + 500])
+            found |= set(session.scalars(select(Delivery.redelivery_of).where(Delivery.redelivery_of.in_(chunk))))
+    return found
