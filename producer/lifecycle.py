@@ -103,8 +103,9 @@ RECOVERABLE = (Status.ABANDONED, Status.ERROR, Status.CANCELLED, Status.HELD)
 
 def recoverable(name: str, since: datetime, statuses: Sequence[str] = ()) -> list[Recovery]:
     """The deliveries to NAME dispatched since ``since`` that never succeeded and were not
-    already redelivered (by recover, redeliver or dispatch --again), whose last record has one of ``statuses`` (default: any of
-    RECOVERABLE); queued ones (no attempt yet) are left to their first attempt."""
+    already redelivered (by recover, redeliver or dispatch --again), whose last record has
+    one of ``statuses`` (default: any of RECOVERABLE); queued ones (no attempt yet) are
+    left to their first attempt."""
     subscriber = subscribers.named(name)
     rows = deliveries.of_subscriber(subscriber.id, since)
     redelivered = {row.redelivery_of for row in rows if row.redelivery_of} | deliveries.redelivered(
