@@ -27,6 +27,7 @@ class Subscription:
     secret: str
     shop: str
     url: str
+    whsec: str  # the same secret in Standard Webhooks form, as `configure` prints it
 
 
 Cli = Callable[..., Result]
@@ -55,9 +56,13 @@ def subscribe(cli: Cli) -> Callable[..., Subscription]:
             args += ["--lead-type", lead_type]
         result = cli(*args)
         assert result.exit_code == 0, result.output
-        match = re.fullmatch(r'WebhookConfig successfully created with secret "([0-9a-f-]{36})"\n', result.output)
+        match = re.fullmatch(
+            r'WebhookConfig successfully created with secret "([0-9a-f-]{36})"\n'
+            r"Standard Webhooks form of the same secret: (whsec_[A-Za-z0-9+/]+=*)\n",
+            result.output,
+        )
         assert match, result.output
-        return Subscription(name, match.group(1), shop, url)
+        return Subscription(name, match.group(1), shop, url, match.group(2))
 
     return make
 
