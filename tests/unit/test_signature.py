@@ -65,6 +65,9 @@ def test_the_whsec_form_is_the_same_key_as_the_seeds_hmacs() -> None:
     ours = signature.headers("msg_1", 1614265330, BODY, [secret])["webhook-signature"]
     assert standardwebhooks.Webhook(whsec).sign("msg_1", moment, BODY.decode()) == ours
     assert svix.webhooks.Webhook(whsec).sign("msg_1", moment, BODY.decode()) == ours
+    # Why the whsec_ form is printed: given the bare UUID, the libraries decode it as base64,
+    # silently, into another key.
+    assert standardwebhooks.Webhook(secret).sign("msg_1", moment, BODY.decode()) != ours
 
 
 def test_the_headers_outside_a_rotation_are_the_seeds_and_one_standard_signature() -> None:
