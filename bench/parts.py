@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from typing import Any
 
 import requests
@@ -33,7 +34,7 @@ def part(delivery: dict[str, Any]) -> None:
     body = payload.encode(payload.build(delivery["lead"], 0))
     headers = {"Content-Type": "application/json", "webhook-id": delivery["delivery_id"]}
     if chosen == "post":
-        headers.update(signature.headers("bench", body))
+        headers.update(signature.headers(delivery["delivery_id"], int(time.time()), body, ["bench"]))
         sender.post(destination.check(delivery["url"]), body, headers)
     elif chosen == "requests":
         session = getattr(_local, "session", None)

@@ -18,6 +18,7 @@ from producer import subscribers
 from producer.dispatch import dispatch_all
 from records import database
 from records.models import DeliveryAttempt, Subscriber
+from tasks import signature
 from webhooks import clock
 
 RECEIVER = os.environ.get("LOCAL_RECEIVER_URL") or f"http://127.0.0.1:{os.environ.get('LOCAL_RECEIVER_PORT', '8765')}"
@@ -52,6 +53,7 @@ def configure() -> None:
             raise SystemExit(f"demo: {name} exists but its secret is not in {path}; delete the database to start over")
         known[name] = subscribers.configure(name, RECEIVER + hook, lead_types, ["shop1"])
         print(f'WebhookConfig successfully created with secret "{known[name]}" for {name}', flush=True)
+        print(f"Standard Webhooks form of the same secret: {signature.whsec(known[name])}", flush=True)
     path.write_text(json.dumps(known))
     path.chmod(0o600)
 

@@ -19,6 +19,7 @@ from producer import history, leads, lifecycle, subscribers
 from producer.dispatch import PlannedDelivery, enqueue_all, plan
 from producer.dispatch import redeliver as redeliver_delivery
 from records import canonical, evidence, migrations, trail
+from tasks import signature
 from webhooks import clock
 from webhooks.errors import DispatchFailed, InvalidInput, TrailBroken, WebhookError
 
@@ -78,6 +79,7 @@ def configure(name: str, url: str, lead_types: Sequence[str], erp_shop_ids: Sequ
     settings.check(need_key=True)
     secret = subscribers.configure(name, url, lead_types, erp_shop_ids)
     click.echo(f'WebhookConfig successfully created with secret "{secret}"')
+    click.echo(_whsec_line(secret))
 
 
 @main.command("list")
@@ -338,9 +340,12 @@ def rotate_secret(name: str) -> None:
     settings.check(need_key=True)
     secret, until = subscribers.rotate_secret(name, settings.WEBHOOK_SECRET_GRACE)
     click.echo(f'New secret for {name}: "{secret}"')
+    click.echo(_whsec_line(secret))
     click.echo(
-        f"Until {until.isoformat(timespec='seconds')}+00:00 each request carries two signatures, the new secret's "
-        "first (X-Hub-Signature-256: sha256=<new>,sha256=<old>); then only the new one.",
+        f"Until {until.isoformat(timespec='seconds')}+00:00 webhook-signature carries two signatures, the new "
+        "secret's and the old one's (v1,<new> v1,<old>): a partner verifying it switches to the new secret at any "
+        "time until then. X-Hub-Signature and X-Hub-Signature-256 stay signed with the OLD secret alone until then, "
+        "and with the new one after: a partner verifying them switches at that time.",
         err=True,
     )
 
@@ -438,6 +443,11 @@ def evidence_(lead_id: str, webhook: str | None, out: Path | None, as_json: bool
     click.echo(text if as_json else evidence.render(document), nl=not as_json)
     if out is not None:
         click.echo(f"evidence written to {out}", err=True)
+
+
+def _whsec_line(secret: str) -> str:
+    """The line after the secret's: the same key in the form of Standard Webhooks' libraries."""
+    return f"Standard Webhooks form of the same secret: {signature.whsec(secret)}"
 
 
 def _without_password(url: str) -> str:

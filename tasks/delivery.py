@@ -146,7 +146,7 @@ def attempt(
         return None
     except UnresolvedName as error:  # DNS may come back: a failure like any other
         target, response = None, sender.Response(None, None, f"connection error: {error}", 0.0)
-    headers.update(signature.headers(secrets[0], body, *secrets[1:]))
+    headers.update(signature.headers(delivery.webhook_id, signature.unix_seconds(attempted_at), body, secrets))
     if target is not None:
         response = sender.post(target, body, headers)
     address = target.address if target else None

@@ -27,6 +27,7 @@ class Subscription:
     secret: str
     shop: str
     url: str
+    whsec: str  # the same secret in Standard Webhooks form, as `configure` prints it
     id: int = 0
 
 
@@ -34,11 +35,12 @@ def subscriber_at(url: str, lead_types: Sequence[str] = ("facebook_form",)) -> S
     """A subscriber configured in the platform database (without the CLI), for tests that build
     their own messages."""
     from producer import subscribers
+    from tasks import signature
     from tests.support.factories import unique
 
     name, shop = unique("sub"), unique("shop")
     secret = subscribers.configure(name, url, lead_types, [shop])
-    return Subscription(name, secret, shop, url, subscribers.named(name).id)
+    return Subscription(name, secret, shop, url, signature.whsec(secret), subscribers.named(name).id)
 
 
 def message_to(subscription: Subscription, **fields: Any) -> dict[str, Any]:
@@ -76,11 +78,15 @@ def subscribe(cli: Cli) -> Callable[..., Subscription]:
             args += ["--lead-type", lead_type]
         result = cli(*args)
         assert result.exit_code == 0, result.output
-        match = re.fullmatch(r'WebhookConfig successfully created with secret "([0-9a-f-]{36})"\n', result.output)
+        match = re.fullmatch(
+            r'WebhookConfig successfully created with secret "([0-9a-f-]{36})"\n'
+            r"Standard Webhooks form of the same secret: (whsec_[A-Za-z0-9+/]+=*)\n",
+            result.output,
+        )
         assert match, result.output
         from producer import subscribers
 
-        return Subscription(name, match.group(1), shop, url, subscribers.named(name).id)
+        return Subscription(name, match.group(1), shop, url, match.group(2), subscribers.named(name).id)
 
     return make
 

@@ -9,6 +9,7 @@ import re
 import uuid
 from urllib.parse import urlsplit
 
+import standardwebhooks
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -328,5 +329,7 @@ def test_unusual_but_valid_leads_arrive_intact_with_valid_signatures(
     [request] = wait_for(lambda: receiver.to(path), 30, "the POST")
     expected = "sha256=" + hmac.new(subscription.secret.encode(), request.body, hashlib.sha256).hexdigest()
     assert request.headers["X-Hub-Signature-256"] == expected
+    verified = standardwebhooks.Webhook(subscription.whsec).verify(request.body, request.headers)
+    assert verified == json.loads(request.body)
     assert json.loads(request.body)["body"] == {**lead, "retry": 0}
     assert request.headers["webhook-id"] == delivery_id

@@ -29,7 +29,9 @@ def test_the_contract_example_body_is_the_bytes_the_worker_builds_from_its_lead(
 
 def test_the_contract_example_signatures_are_those_of_its_body_under_the_example_secret() -> None:
     headers, body = example_request()
-    signed = signature.headers(SECRET, body)
+    signed = signature.headers(headers["webhook-id"], int(headers["webhook-timestamp"]), body, [SECRET])
     assert headers["X-Hub-Signature"] == signed["X-Hub-Signature"]
     assert headers["X-Hub-Signature-256"] == signed["X-Hub-Signature-256"]
+    assert headers["webhook-signature"] == signed["webhook-signature"]
+    assert f"`{signature.whsec(SECRET)}`" in CONTRACT
     assert f"`{SECRET}`" in CONTRACT

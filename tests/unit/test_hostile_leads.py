@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from typing import Any
 
+import standardwebhooks
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -48,8 +50,9 @@ def test_a_hostile_lead_is_refused_clearly_or_signs_and_reads_back_the_same(lead
         assert str(error).startswith("lead 0: ")
         return
     body = payload.encode(payload.build(normalized, 1))
-    headers = signature.headers("secret", body)
+    headers = {"webhook-id": "d-1", **signature.headers("d-1", int(time.time()), body, ["secret"])}
     assert signature.verify("secret", body, headers["X-Hub-Signature-256"])
+    assert standardwebhooks.Webhook(b"secret").verify(body, headers) == json.loads(body)
     assert json.loads(body)["body"] == {**normalized, "retry": 1}
     for value in (normalized["extra_data"], *normalized.values()):
         assert not (isinstance(value, float) and not math.isfinite(value))
