@@ -7,6 +7,7 @@ message built and measured against SQS's size limit, so a refused input enqueues
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from typing import Any
 import settings
 from producer import history, leads, subscribers
 from records.models import Subscriber
-from tasks import deliver_webhook
+from tasks import app, deliver_webhook
 from tasks.delivery import new_message, summary
 from webhooks.errors import InvalidInput
 
@@ -64,11 +65,11 @@ def plan(raw_leads: Sequence[object]) -> list[Delivery]:
         for subscriber in subscribers.matching(lead, known):
             delivery_id = str(uuid.uuid4())
             message = message_for(subscriber, lead, delivery_id)
-            size = sqs_size(message)
-            if size > settings.SQS_MAX_MESSAGE_BYTES:
+            size, limit = sqs_size(message), max_message_bytes()
+            if size > limit:
                 refused.append(
                     f"lead {number}: its message would take about {size:,} bytes on SQS, above the limit of "
-                    f"{settings.SQS_MAX_MESSAGE_BYTES:,} (SQS_MAX_MESSAGE_BYTES): shorten extra_data"
+                    f"{limit:,} (the MaximumMessageSize of queue {settings.SQS_QUEUE}): shorten extra_data"
                 )
                 break
             planned.append(Delivery(delivery_id, str(lead["id"]), subscriber.name, message))
@@ -116,6 +117,21 @@ def redeliver(delivery_id: str) -> Delivery:
     delivery = Delivery(new_id, str(lead["id"]), subscriber.name, message_for(subscriber, lead, new_id, delivery_id))
     enqueue(delivery)
     return delivery
+
+
+_max_bytes: dict[str, int] = {}
+_max_bytes_lock = threading.Lock()
+
+
+def max_message_bytes() -> int:
+    """The ``MaximumMessageSize`` of the deliveries' queue, read from SQS once per process (the
+    queue is created if missing, as the first publish would)."""
+    with _max_bytes_lock:
+        if settings.SQS_QUEUE not in _max_bytes:
+            with app.connection_for_write() as connection:
+                channel = connection.default_channel
+                _max_bytes[settings.SQS_QUEUE] = int(channel.max_message_bytes(settings.SQS_QUEUE))
+        return _max_bytes[settings.SQS_QUEUE]
 
 
 def sqs_size(message: Mapping[str, Any]) -> int:

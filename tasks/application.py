@@ -29,6 +29,8 @@ app.conf.update(
     broker_transport="tasks.transport:Transport",
     broker_transport_options={
         "region": settings.SQS_REGION,
+        # starts every queue and SNS topic name: environments sharing an account stay apart
+        "queue_name_prefix": settings.SQS_QUEUE_PREFIX,
         "visibility_timeout": settings.SQS_VISIBILITY_TIMEOUT,
         "wait_time_seconds": settings.SQS_WAIT_TIME_SECONDS,
         "polling_interval": settings.SQS_POLLING_INTERVAL,

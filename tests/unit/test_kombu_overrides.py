@@ -42,6 +42,7 @@ RECORDED: dict[str, str] = {
     "Channel.basic_consume": "(self, queue, no_ack, callback, consumer_tag, *args, **kwargs)",
     "Channel.basic_reject": "(self, delivery_tag, requeue=False)",
     "Channel.close": "(self)",
+    "Channel.default_region": "attribute (str)",
     "Channel.drain_events": "(self, timeout=None, callback=None, **kwargs)",
     "Channel.exchange_declare": (
         "(self, exchange=None, type='direct', durable=False, auto_delete=False, arguments=None, nowait=False, "
