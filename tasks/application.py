@@ -116,7 +116,8 @@ def _stop_checkpoints(**_: Any) -> None:
     audit.stop_checkpoints()
 
 
-@app.task(bind=True, name="tasks.deliver_webhook", max_retries=None)
+# Request: what monitors (inspect, Flower) see of a task is its summary (tasks/monitoring.py)
+@app.task(bind=True, name="tasks.deliver_webhook", max_retries=None, Request="tasks.monitoring:SummaryRequest")
 def deliver_webhook(self: Task, delivery: dict[str, Any]) -> None:
     """Deliver one lead to one subscriber (the message is described in tasks.delivery).
 
