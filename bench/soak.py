@@ -34,6 +34,7 @@ def configure_environment(port: int) -> None:
             "DATABASE_URL": f"mysql+pymysql://root@127.0.0.1:3306/{DB}",
             "WEBHOOK_ENCRYPTION_KEY": base64.b64encode(os.urandom(32)).decode(),
             "SQS_QUEUE": f"soak-{RUN}",
+            "SQS_REGION": "us-east-1",
             "SQS_VISIBILITY_TIMEOUT": "5",
             "SQS_WAIT_TIME_SECONDS": "1",
             "SQS_POLLING_INTERVAL": "0.1",

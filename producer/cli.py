@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import click
+from botocore.exceptions import BotoCoreError, ClientError
 from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
@@ -41,6 +43,10 @@ class _Group(click.Group):
             _fail(f"database error ({type(error).__name__}): {_first_line(error)}")
         except BrokerError as error:
             _fail(f"broker error: {_first_line(error)}")
+        except ClientError as error:
+            _fail(f"AWS refused {error.operation_name}: {_aws_message(error)}")
+        except BotoCoreError as error:
+            _fail(f"broker error: {_first_line(error)}")
         except Exception as error:  # never a traceback to a user, unless asked for
             if settings.LOG_LEVEL == "DEBUG":
                 raise
@@ -50,6 +56,13 @@ class _Group(click.Group):
 def _fail(message: str, code: int = 1) -> None:
     click.echo(f"Error: {message}", err=True)
     sys.exit(code)
+
+
+def _aws_message(error: ClientError) -> str:
+    """What AWS said (AccessDenied names the action missing from the IAM policy), on one line."""
+    said = str(error.response.get("Error", {}).get("Message") or error)
+    found = re.search(r"<Message>(.*?)</Message>", said, re.DOTALL)  # an XML body botocore could not parse
+    return _first_line(Exception(found.group(1) if found else said))
 
 
 def _first_line(error: BaseException) -> str:

@@ -283,7 +283,21 @@ def test_a_lead_too_big_for_sqs_is_refused_at_dispatch_and_nothing_is_enqueued(s
 
     assert done.returncode == 1
     assert "lead 2: its message would take about" in done.stderr
-    assert "above the limit of 1,048,576 (SQS_MAX_MESSAGE_BYTES)" in done.stderr
+    assert f"above the limit of 1,048,576 (the MaximumMessageSize of queue {queue})" in done.stderr
+    assert queue_bodies(sqs, queue) == []
+
+
+def test_the_size_limit_is_the_queue_s_own_maximum_message_size(sqs, subscribe) -> None:
+    subscription = subscribe("http://127.0.0.1:9/never")
+    queue = unique("small")  # as ElasticMQ's queues, or an SQS queue created before 1 MiB messages
+    sqs.create_queue(QueueName=queue, Attributes={"MaximumMessageSize": "262144"})
+    small, big = a_lead(subscription.shop), a_lead(subscription.shop, extra_data={"notes": "x" * 200_000})
+
+    done = run_cli("dispatch", input=json.dumps([small, big]), env={"SQS_QUEUE": queue})
+
+    assert done.returncode == 1
+    assert "lead 2: its message would take about" in done.stderr
+    assert f"above the limit of 262,144 (the MaximumMessageSize of queue {queue})" in done.stderr
     assert queue_bodies(sqs, queue) == []
 
 
