@@ -4,7 +4,7 @@
     .venv/bin/python -m bench.run --pool threads --concurrency 32 --rounds 5 --breakdown
 
 Everything runs here, on loopback: moto's server (SQS, with its request recorder), a MariaDB
-database at 127.0.0.1:3306 (created and dropped), loopback receivers (tests/support/receiver.py)
+database at 127.0.0.1:3306 (created and dropped), loopback receivers (local/recorder.py)
 and the Procfile's worker command (for the no-op baseline, the same command on ``bench.noop``),
 on the production defaults of every setting but WEBHOOK_ALLOWED_NETWORKS (loopback receivers).
 Every number comes from the same run:
@@ -91,7 +91,7 @@ def configure_environment(moto_port: int, spool: Path) -> None:
 
 def worker_command(app: str = "tasks", pool: str | None = None, concurrency: int | None = None) -> list[str]:
     """The Procfile's worker command, on another Celery module and/or another pool if asked."""
-    from tests.support.services import procfile_command
+    from local.services import procfile_command
 
     words = procfile_command("worker")
     words[words.index("-A") + 1] = app
@@ -192,7 +192,7 @@ def describe(counts: Counter[str], per: int) -> str:
 
 class Bench:
     def __init__(self, options: argparse.Namespace, logs: Path, moto: Any) -> None:
-        from tests.support.receiver import Receiver
+        from local.recorder import Receiver
 
         self.options = options
         self.logs = logs
@@ -224,7 +224,7 @@ class Bench:
         return shop
 
     def leads(self, shop: str, count: int) -> list[dict[str, Any]]:
-        from tests.support.factories import a_lead
+        from local.leads import a_lead
 
         return [a_lead(shop, "call") for _ in range(count)]
 
@@ -266,7 +266,7 @@ class Bench:
         """Start a worker on ``queue``, loaded with ``total`` messages; measure from "ready" (or after
         ``--warm-up`` of the wanted tasks) until every
         task of ``wanted`` finished (its log says so); then wait until all ``total`` are deleted."""
-        from tests.support.services import Worker
+        from local.services import Worker
 
         class FastWorker(Worker):
             READY_POLL = 0.005
@@ -352,8 +352,8 @@ class Bench:
     # --- the rounds: raw POST, no-op and delivery drains --------------------------------
 
     def raw_post(self) -> None:
+        from local.leads import a_lead
         from tasks import payload
-        from tests.support.factories import a_lead
 
         body = self.logs / "body.json"
         body.write_bytes(payload.encode(payload.build(a_lead("raw", "call"), 0)))
@@ -535,7 +535,7 @@ class Bench:
     def dispatch_counts(self) -> None:
         """SQS requests of one lead to 10 subscribers: warm producer, then a new `webhooks dispatch`."""
         import producer
-        from tests.support.factories import a_lead
+        from local.leads import a_lead
 
         shop = self.subscribers("fanout", [f"/ok/fanout-{index}" for index in range(10)])
         self.dispatched |= set(producer.dispatch(a_lead(shop, "call")))  # warm-up: the queue's URL is known
@@ -558,10 +558,10 @@ class Bench:
 
     def per_delivery_and_hop(self) -> None:
         """A running worker on the producer's queue: M dispatched leads, then long waits."""
+        from local.services import Worker
         from producer.dispatch import dispatch_all, plan
         from tasks import deliver_webhook
         from tasks.delivery import Delivery, utcnow
-        from tests.support.services import Worker
 
         pending = set(self.dispatched) - {delivery_id for delivery_id, _ in self.audit()}  # the dispatch phase's
         worker = Worker(self.logs / "count.log", command=self.command)
@@ -624,7 +624,7 @@ def main() -> None:
     options = parser.parse_args()
 
     from local.count_requests import Moto
-    from tests.support.services import mysql
+    from local.services import mysql
 
     logs = Path(tempfile.mkdtemp(prefix="bench-"))
     moto = Moto(logs)

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from tests.support.services import BIN, ROOT, mysql
+from local.services import BIN, ROOT, mysql
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -46,7 +46,7 @@ def cli(database: str) -> Cli:
 @pytest.fixture
 def subscribe(cli: Cli) -> Callable[..., Subscription]:
     """Configure a subscriber with a unique name and shop id through the CLI."""
-    from tests.support.factories import unique
+    from local.leads import unique
 
     def make(url: str, lead_types: Sequence[str] = ("facebook_form",), shop: str | None = None) -> Subscription:
         name, shop = unique("sub"), shop or unique("shop")

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
+from local.leads import a_lead, unique
+from local.recorder import Receiver
+from local.services import Worker, wait_for
 from tasks import deliver_webhook
 from tasks.delivery import new_message
 from tests.conftest import DB_NAME
 from tests.integration.conftest import attempts, run_cli
-from tests.support.factories import a_lead, unique
 from tests.support.proxy import Proxy
-from tests.support.receiver import Receiver
-from tests.support.services import Worker, wait_for
 from webhooks import secretbox
 
 

@@ -20,13 +20,13 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from local.services import BIN, ROOT
 from records import canonical, trail
 from records import database as records_db
 from records.models import DeliveryAttempt
 from tasks import audit
 from tests.integration.conftest import Cli, run_cli
 from tests.support.factories import an_attempt
-from tests.support.services import BIN, ROOT
 
 
 def write(count: int, **fields: Any) -> list[dict[str, Any]]:
@@ -240,8 +240,8 @@ def test_the_installed_command_exits_non_zero_without_a_traceback_on_a_broken_tr
 def test_rows_written_before_the_chains_are_chained_by_the_upgrade_under_a_genesis_checkpoint(database: str) -> None:
     from alembic import command
 
+    from local.services import mysql
     from records import migrations
-    from tests.support.services import mysql
 
     name_ = f"{database.rsplit('/', 1)[1]}_legacy"
     url = f"mysql+pymysql://root@127.0.0.1:3306/{name_}"

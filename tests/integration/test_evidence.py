@@ -12,10 +12,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from local.leads import a_lead, unique
+from local.recorder import Receiver
+from local.services import Worker, wait_for
 from tests.integration.conftest import Cli, attempts, run_cli
-from tests.support.factories import a_lead, unique
-from tests.support.receiver import Receiver
-from tests.support.services import Worker, wait_for
 
 
 def evidence(cli: Cli, *args: str) -> tuple[str, dict[str, Any]]:

@@ -22,13 +22,13 @@ from botocore.exceptions import ClientError
 from kombu.connection import Connection
 from kombu.entity import Exchange, Queue
 
+from local.leads import a_lead, unique
+from local.recorder import Receiver
+from local.services import BIN, ROOT, Flower, Worker, wait_for
 from tasks import app, deliver_webhook
 from tasks.delivery import new_message
 from tasks.transport import LEASE_TAG, sweep
 from tests.integration.conftest import Cli, attempts, run_cli
-from tests.support.factories import a_lead, unique
-from tests.support.receiver import Receiver
-from tests.support.services import BIN, ROOT, Flower, Worker, wait_for
 from webhooks import secretbox
 
 QUEUE = unique("events")

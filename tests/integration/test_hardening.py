@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
+from local.leads import a_lead, unique
+from local.recorder import Receiver
 from tasks import delivery, destination, sender
 from tests.integration.conftest import attempts
-from tests.support.factories import a_lead, unique
-from tests.support.receiver import Receiver
 from webhooks import secretbox
 
 

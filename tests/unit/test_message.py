@@ -6,8 +6,8 @@ from datetime import datetime
 
 import pytest
 
+from local.leads import SPEC_LEAD
 from tasks.delivery import Delivery
-from tests.support.factories import SPEC_LEAD
 from webhooks import secretbox
 from webhooks.errors import MalformedMessage, TamperedMessage
 
