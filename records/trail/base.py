@@ -10,10 +10,15 @@ from sqlalchemy import Table
 
 from records.models import AuditCheckpoint, DeliveryAttempt
 
-# A record committed after a checkpoint read the heads is dated at most one request
-# earlier; a record dated more than GRACE before a checkpoint that does not seal it was
-# inserted afterwards. Worker clocks must agree within GRACE (NTP).
+# A checkpoint seals the chains with a record newer (by id) than the highest id seen by the
+# checkpoint before the previous one: a window of two checkpoint intervals, that no clock
+# affects. Only after checkpoints written before the ids were noted (schema 0004) is the
+# window a time: the records dated from the previous checkpoint less GRACE on.
 GRACE = timedelta(hours=1)
+# How far ahead of the moment `verify` runs, or of the checkpoint that sealed it, a record (or
+# a checkpoint) may be dated before it is flagged as dated in the future: writers' clocks may
+# be off by that much (a host an hour ahead, or behind, passes).
+CLOCK_TOLERANCE = timedelta(hours=2)
 # A writer idle for longer starts a new chain. Pruning keeps at least a day (retention
 # days >= 1), so a chain whose every record was pruned is never written again.
 CHAIN_MAX_IDLE = timedelta(hours=12)

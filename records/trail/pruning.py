@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -12,8 +13,9 @@ from sqlalchemy.exc import IntegrityError
 
 from records import canonical, database
 from records.models import AuditCheckpoint
-from records.trail.base import CHECKPOINT_TRIES, GRACE, PRUNE, attempts, prune_floors, utcnow
-from records.trail.checkpoints import active_heads, seal
+from records.trail import keys
+from records.trail.base import CHECKPOINT_TRIES, PRUNE, attempts, prune_floors, utcnow
+from records.trail.checkpoints import check_authentic, seal, sealable_heads
 from records.trail.verification import verify
 from webhooks.errors import AuditError, TrailBroken
 
@@ -26,13 +28,15 @@ class Pruned:
     checkpoint: AuditCheckpoint
 
 
-def prune(url: str, before: datetime, now: datetime | None = None) -> Pruned:
+def prune(
+    url: str, before: datetime, now: datetime | None = None, *, encryption_keys: Sequence[bytes] | None = None
+) -> Pruned:
     """Delete the records dated before ``before`` (each chain's oldest, up to its first newer
     record) and the checkpoints older than it; a prune checkpoint carries the trail forward.
 
     Refused when the trail does not verify: pruning would delete the evidence of it.
     """
-    report = verify(url)
+    report = verify(url, encryption_keys=encryption_keys)
     if not report.ok:
         raise TrailBroken(
             f"prune refused: {report.headline()}; "
@@ -40,19 +44,22 @@ def prune(url: str, before: datetime, now: datetime | None = None) -> Pruned:
         )
     for attempt in itertools.count(1):
         try:
-            return _prune(url, before, now or utcnow())
+            return _prune(url, before, now or utcnow(), encryption_keys)
         except IntegrityError:  # a worker wrote a checkpoint at the same time: read again
             if attempt >= CHECKPOINT_TRIES:
                 raise
     raise AssertionError("unreachable")
 
 
-def _prune(url: str, before: datetime, moment: datetime) -> Pruned:
+def _prune(url: str, before: datetime, moment: datetime, encryption_keys: Sequence[bytes] | None) -> Pruned:
+    trail_keys = keys.by_id(encryption_keys)
+    key = keys.current(encryption_keys)
     with database.session(url) as session:
         checkpoints = list(session.scalars(select(AuditCheckpoint).order_by(AuditCheckpoint.seq)))
         if not checkpoints:
             raise AuditError("the audit trail has no checkpoint, not even its genesis: run `webhooks db upgrade`")
         latest = checkpoints[-1]
+        check_authentic(latest, trail_keys)
         floors, checkpoint_floor = prune_floors(checkpoints)
         carried = set(floors)
 
@@ -84,7 +91,7 @@ def _prune(url: str, before: datetime, moment: datetime) -> Pruned:
         if old:
             checkpoint_floor = {"seq": old[-1].seq, "hash": old[-1].record_hash}
         kept = checkpoints[len(old) :]
-        heads = active_heads(session, latest.created_at - GRACE)
+        heads, window = sealable_heads(session, latest, checkpoints[-2] if len(checkpoints) > 1 else None, trail_keys)
         # A floor is forgotten once its chain is wholly gone, was untouched by this prune, and
         # no kept checkpoint names it: its writer has been idle for longer than CHAIN_MAX_IDLE.
         named = set(heads).union(*(checkpoint.heads for checkpoint in kept))
@@ -106,7 +113,7 @@ def _prune(url: str, before: datetime, moment: datetime) -> Pruned:
         }
         if checkpoint_floor:
             detail["checkpoint_floor"] = checkpoint_floor
-        checkpoint = seal(session, latest, PRUNE, moment, heads, floors, detail)
+        checkpoint = seal(session, latest, PRUNE, moment, heads, floors, {**window, **detail}, key)
         if old:
             session.execute(delete(AuditCheckpoint).where(AuditCheckpoint.seq <= old[-1].seq))
         return Pruned(before, records, len(old), checkpoint)

@@ -1,7 +1,8 @@
-"""Verification: every hash and link of the trail recomputed (see records.trail for what it detects)."""
+"""Verification: every hash, link and MAC of the trail recomputed (see records.trail for what it detects)."""
 
 from __future__ import annotations
 
+import bisect
 import itertools
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -13,7 +14,11 @@ from sqlalchemy.orm import Session
 
 from records import canonical, database
 from records.models import AuditCheckpoint
-from records.trail.base import GRACE, attempts, prune_floors
+from records.trail import keys
+from records.trail.base import CLOCK_TOLERANCE, attempts, prune_floors, utcnow
+from records.trail.checkpoints import checkpoint_digest
+
+TOLERANCE = f"{CLOCK_TOLERANCE.total_seconds() / 3600:g} h"
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,7 @@ class Report:
     unsealed: int = 0
     latest: AuditCheckpoint | None = None
     since: datetime | None = None
+    key_ids: list[str] = field(default_factory=list)  # the configured trail keys, the current one first
     problems: list[Problem] = field(default_factory=list)
 
     @property
@@ -57,6 +63,8 @@ class Report:
             )
         if self.unsealed:
             text += f"; {self.unsealed} records newer than the checkpoints (chained, not sealed yet)"
+        if self.key_ids:
+            text += f"; MACs checked under trail key {', '.join(self.key_ids)}"
         return text
 
 
@@ -64,35 +72,104 @@ def _record_name(row: Any) -> str:
     return f"record {row.id} (chain {row.chain}, seq {row.seq})"
 
 
-def _check_checkpoints(checkpoints: Sequence[AuditCheckpoint], floor: Mapping[str, Any] | None) -> list[Problem]:
+def _check_checkpoints(
+    checkpoints: Sequence[AuditCheckpoint],
+    floor: Mapping[str, Any] | None,
+    trail_keys: Mapping[str, bytes],
+    latest_allowed: datetime,
+) -> tuple[list[Problem], set[int]]:
+    """The problems of the checkpoints, and the seqs of those that vouch for what they seal: those whose
+    MAC authenticates, and those (under a trail key no longer configured) a vouching one chains onto."""
     problems: list[Problem] = []
 
     def problem(checkpoint: AuditCheckpoint, text: str) -> None:
         problems.append(Problem((1 << 62, checkpoint.seq), text))
 
+    intact: dict[int, bool] = {}
     expected_seq, expected_prev = (floor["seq"] + 1, floor["hash"]) if floor else (1, canonical.ZERO_HASH)
     for checkpoint in checkpoints:
         name = f"checkpoint #{checkpoint.seq} (id {checkpoint.id})"
-        recomputed = canonical.checkpoint_hash(
-            checkpoint.seq,
-            checkpoint.kind,
-            checkpoint.created_at,
-            checkpoint.prev_hash,
-            checkpoint.heads,
-            checkpoint.floors,
-            checkpoint.detail,
-        )
-        if recomputed != checkpoint.record_hash:
+        intact[checkpoint.seq] = checkpoint_digest(checkpoint) == checkpoint.record_hash
+        if not intact[checkpoint.seq]:
             problem(checkpoint, f"{name} altered: its content does not match its hash")
         if checkpoint.seq > expected_seq:
             gone = f"#{expected_seq}" + (f" to #{checkpoint.seq - 1}" if checkpoint.seq - 1 > expected_seq else "")
             problem(checkpoint, f"checkpoint {gone} missing: {name} comes after #{expected_seq - 1}")
         elif checkpoint.prev_hash != expected_prev:
             problem(checkpoint, f"{name} does not follow checkpoint #{checkpoint.seq - 1}: altered or replaced")
+        if checkpoint.created_at > latest_allowed:
+            problem(
+                checkpoint,
+                f"{name} dated in the future: {canonical.moment(checkpoint.created_at)}, more than {TOLERANCE} "
+                "after now",
+            )
         expected_seq, expected_prev = checkpoint.seq + 1, checkpoint.record_hash
     if not checkpoints:
         problems.append(Problem((1 << 62, 0), "no checkpoint at all: even the genesis checkpoint is gone"))
-    return problems
+
+    vouching: set[int] = set()
+    after: AuditCheckpoint | None = None  # the next checkpoint, if it vouches and follows this one
+    for checkpoint in reversed(checkpoints):
+        name = f"checkpoint #{checkpoint.seq} (id {checkpoint.id})"
+        authentic = keys.checkpoint_authentic(trail_keys, checkpoint.key_id, checkpoint.mac, checkpoint.record_hash)
+        chained = (
+            after is not None
+            and after.seq == checkpoint.seq + 1
+            and after.prev_hash == checkpoint.record_hash
+            and intact[checkpoint.seq]
+        )
+        if checkpoint.mac is None:
+            problem(checkpoint, f"{name} forged: it has no MAC (written without the trail key)")
+        elif checkpoint.key_id in trail_keys and not authentic:
+            problem(
+                checkpoint,
+                f"{name} forged: its MAC does not match under trail key {checkpoint.key_id} "
+                "(written or changed without the key)",
+            )
+        elif not authentic and not chained:
+            problem(
+                checkpoint,
+                f"{name} unverifiable: MACed under trail key {checkpoint.key_id}, which is not configured "
+                "(WEBHOOK_ENCRYPTION_KEY), and no later checkpoint vouches for it",
+            )
+        if (authentic and intact[checkpoint.seq]) or (chained and checkpoint.mac is not None):
+            vouching.add(checkpoint.seq)
+            after = checkpoint
+        else:
+            after = None
+    return problems, vouching
+
+
+class _Seals:
+    """The heads of one chain sealed by checkpoints: which checkpoint first sealed a seq, and how far the
+    checkpoints that vouch reach."""
+
+    def __init__(self) -> None:
+        self.at: dict[int, tuple[AuditCheckpoint, dict[str, Any]]] = {}  # seq -> the first checkpoint sealing it
+        self.vouched_up_to = 0
+        self._seqs: list[int] = []
+        self._first: list[AuditCheckpoint] = []
+
+    def add(self, checkpoint: AuditCheckpoint, head: dict[str, Any], vouches: bool) -> None:
+        self.at.setdefault(head["seq"], (checkpoint, head))
+        if vouches:
+            self.vouched_up_to = max(self.vouched_up_to, head["seq"])
+
+    def done(self) -> None:
+        """Index the first checkpoint sealing each seq: the earliest of those whose head is at it or beyond."""
+        self._seqs = sorted(self.at)
+        earliest: AuditCheckpoint | None = None
+        firsts: list[AuditCheckpoint] = []
+        for seq in reversed(self._seqs):
+            checkpoint = self.at[seq][0]
+            if earliest is None or checkpoint.seq < earliest.seq:
+                earliest = checkpoint
+            firsts.append(earliest)
+        self._first = firsts[::-1]
+
+    def first_sealer(self, seq: int) -> AuditCheckpoint | None:
+        index = bisect.bisect_left(self._seqs, seq)
+        return self._first[index] if index < len(self._seqs) else None
 
 
 def _records(session: Session, since: datetime | None) -> Iterator[Row[Any]]:
@@ -110,34 +187,48 @@ def _records(session: Session, since: datetime | None) -> Iterator[Row[Any]]:
     yield from session.execute(query, execution_options={"yield_per": 200})
 
 
-def verify(url: str, since: datetime | None = None) -> Report:
-    """Recompute every hash and link of the trail (with ``since``: of the records dated from then on)."""
-    report = Report(since=since)
+def verify(
+    url: str,
+    since: datetime | None = None,
+    *,
+    now: datetime | None = None,
+    encryption_keys: Sequence[bytes] | None = None,
+) -> Report:
+    """Recompute every hash, link and MAC of the trail (with ``since``: of the records dated from then on).
+
+    The MACs are checked under the trail keys of ``encryption_keys`` (default: WEBHOOK_ENCRYPTION_KEY's);
+    AuditError when there is none."""
+    trail_keys = keys.by_id(encryption_keys)
+    latest_allowed = (now or utcnow()) + CLOCK_TOLERANCE
+    report = Report(since=since, key_ids=list(trail_keys))
     with database.session(url) as session:  # one transaction: one consistent snapshot (InnoDB)
         checkpoints = list(session.scalars(select(AuditCheckpoint).order_by(AuditCheckpoint.seq)))
         floors, checkpoint_floor = prune_floors(checkpoints)
         report.checkpoints = len(checkpoints)
         report.latest = checkpoints[-1] if checkpoints else None
-        report.problems += _check_checkpoints(checkpoints, checkpoint_floor)
+        problems, vouching = _check_checkpoints(checkpoints, checkpoint_floor, trail_keys, latest_allowed)
+        report.problems += problems
 
-        sealed: dict[str, dict[int, tuple[AuditCheckpoint, dict[str, Any]]]] = {}
+        seals: dict[str, _Seals] = {}
         for checkpoint in checkpoints:
             for chain, head in checkpoint.heads.items():
-                sealed.setdefault(chain, {}).setdefault(head["seq"], (checkpoint, head))
-        inserted_before = report.latest.created_at - GRACE if report.latest else None
+                seals.setdefault(chain, _Seals()).add(checkpoint, head, checkpoint.seq in vouching)
+        for chain_seals in seals.values():
+            chain_seals.done()
 
         seen: set[str] = set()
         for chain, rows in itertools.groupby(_records(session, since), key=lambda row: str(row.chain)):
             seen.add(chain)
             report.chains += 1
-            _check_chain(chain, rows, floors.get(chain), sealed.get(chain, {}), inserted_before, since, report)
+            chain_seals = seals.get(chain) or _Seals()
+            _check_chain(chain, rows, floors.get(chain), chain_seals, trail_keys, latest_allowed, since, report)
 
     if since is None:
-        for chain, heads in sealed.items():
+        for chain, chain_seals in seals.items():
             if chain in seen:
                 continue
             floor_seq = floors[chain]["seq"] if chain in floors else 0
-            for seq, (checkpoint, head) in sorted(heads.items()):
+            for seq, (checkpoint, head) in sorted(chain_seals.at.items()):
                 if seq > floor_seq:
                     report.problems.append(
                         Problem(
@@ -154,14 +245,16 @@ def _check_chain(
     chain: str,
     rows: Iterable[Row[Any]],
     floor: Mapping[str, Any] | None,
-    sealed: Mapping[int, tuple[AuditCheckpoint, dict[str, Any]]],
-    inserted_before: datetime | None,
+    seals: _Seals,
+    trail_keys: Mapping[str, bytes],
+    latest_allowed: datetime,
     since: datetime | None,
     report: Report,
 ) -> None:
     def problem(row_id: int, text: str) -> None:
         report.problems.append(Problem((row_id, 1), text))
 
+    sealed = seals.at
     floor_seq = floor["seq"] if floor else 0
     expected: tuple[int, int | None, str] | None = None  # seq, prev_id, prev_hash of the next record
     sealed_up_to = max([floor_seq, *sealed])
@@ -186,6 +279,8 @@ def _check_chain(
         elif canonical.record_hash(row.chain, row.seq, row.prev_id, row.prev_hash, row.content_hash) != row.record_hash:
             problem(row.id, f"{name} altered: its chain fields do not match its record_hash")
             intact = False
+        _check_mac(row, name, trail_keys, row.seq <= seals.vouched_up_to, problem)
+        _check_date(row, name, seals, latest_allowed, problem)
         expected_seq, expected_id, expected_hash = expected
         if row.seq > expected_seq:
             intact = False
@@ -213,13 +308,6 @@ def _check_chain(
                 problem(row.id, f"{name} replaced: checkpoint #{checkpoint.seq} sealed record {head['id']} there")
         if row.seq > sealed_up_to:
             report.unsealed += 1
-            if inserted_before is not None and row.attempted_at < inserted_before:
-                assert report.latest is not None
-                problem(
-                    row.id,
-                    f"{name} inserted: dated {canonical.moment(row.attempted_at)}, before checkpoint "
-                    f"#{report.latest.seq} ({canonical.moment(report.latest.created_at)}), which does not seal it",
-                )
         expected = (row.seq + 1, row.id, row.record_hash)
         last = row
 
@@ -235,3 +323,39 @@ def _check_chain(
             break
         if seq == floor_seq and floor is not None and head["hash"] != floor["hash"]:
             problem(head["id"], f"the prune floor of chain {chain} differs from checkpoint #{checkpoint.seq}")
+
+
+def _check_mac(row: Row[Any], name: str, trail_keys: Mapping[str, bytes], vouched: bool, problem: Any) -> None:
+    """A record's MAC authenticates under its trail key; under a key no longer configured, a checkpoint
+    that vouches must seal it instead."""
+    if keys.record_authentic(trail_keys, row.key_id, row.mac, row.record_hash):
+        return
+    if row.mac is None:
+        problem(row.id, f"{name} forged: it has no MAC (written without the trail key)")
+    elif row.key_id in trail_keys:
+        problem(
+            row.id,
+            f"{name} forged: its MAC does not match under trail key {row.key_id} (written or changed without the key)",
+        )
+    elif not vouched:
+        problem(
+            row.id,
+            f"{name} unverifiable: MACed under trail key {row.key_id}, which is not configured "
+            "(WEBHOOK_ENCRYPTION_KEY), and no checkpoint seals it",
+        )
+
+
+def _check_date(row: Row[Any], name: str, seals: _Seals, latest_allowed: datetime, problem: Any) -> None:
+    """A record dated in the future: after now, or after the checkpoint that first sealed it (clocks may
+    differ by CLOCK_TOLERANCE)."""
+    dated = canonical.moment(row.attempted_at)
+    if row.attempted_at > latest_allowed:
+        problem(row.id, f"{name} dated in the future: {dated}, more than {TOLERANCE} after now")
+        return
+    sealer = seals.first_sealer(row.seq)
+    if sealer is not None and row.attempted_at > sealer.created_at + CLOCK_TOLERANCE:
+        problem(
+            row.id,
+            f"{name} dated in the future: {dated}, more than {TOLERANCE} after checkpoint #{sealer.seq} "
+            f"({canonical.moment(sealer.created_at)}), which sealed it",
+        )

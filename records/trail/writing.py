@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from records import canonical, database
+from records.trail import keys
 from records.trail.base import CHAIN_MAX_IDLE, attempts, utcnow
 from webhooks.errors import AuditError
 
@@ -45,9 +46,11 @@ def new_chain_id() -> str:
 
 def append(url: str, fields: Mapping[str, Any], now: datetime | None = None) -> dict[str, Any]:
     """Write one attempt (the columns of records.canonical.CONTENT_FIELDS) at the end of this
-    thread's chain: one INSERT in its own transaction. Database errors propagate.
+    thread's chain, MACed under the current trail key: one INSERT in its own transaction.
+    Database errors propagate.
 
     Returns the record's columns as written, its ``id`` included."""
+    key = keys.current()
     heads = _heads()
     moment = now or utcnow()
     head = heads.get(url)
@@ -57,26 +60,29 @@ def append(url: str, fields: Mapping[str, Any], now: datetime | None = None) -> 
     values["duration_ms"] = round(float(values["duration_ms"]), 3)  # what is stored is what is hashed
     content_digest = canonical.content_hash(values)
     seq = head.seq + 1
+    digest = canonical.record_hash(head.chain, seq, head.id, head.hash, content_digest)
     values.update(
         chain=head.chain,
         seq=seq,
         prev_id=head.id,
         prev_hash=head.hash,
         content_hash=content_digest,
-        record_hash=canonical.record_hash(head.chain, seq, head.id, head.hash, content_digest),
+        record_hash=digest,
+        key_id=key.id,
+        mac=canonical.record_mac(key.key, digest),
     )
     try:
         # Not the ORM's unit of work, nor SQLAlchemy's execution machinery with PyMySQL: the same
         # one INSERT, for a fraction of the CPU; in autocommit mode: one round trip, no COMMIT
         # nor ROLLBACK after it (records.database.insert)
-        key = database.insert(url, _insert_attempt, values)
-        if not key:
+        row_id = database.insert(url, _insert_attempt, values)
+        if not row_id:
             raise AuditError("the database returned no id for the audit record")
     except BaseException:
         # The INSERT may or may not have been committed: continuing this chain could fork it
         # or leave a gap. The next record starts a new chain.
         heads.pop(url, None)
         raise
-    head.seq, head.id, head.hash, head.written_at = seq, key, values["record_hash"], moment
+    head.seq, head.id, head.hash, head.written_at = seq, row_id, digest, moment
     values["id"] = head.id
     return values
