@@ -55,7 +55,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=10, help="give up after this long")
     options = parser.parse_args()
 
-    from tests.support.services import Moto, Worker, free_port, mysql
+    from local.services import Moto, Worker, free_port, mysql
 
     port = free_port()
     configure_environment(port)
@@ -77,12 +77,12 @@ def main() -> None:
 def soak(leads: int, seed: int, minutes: float, logs: Path, worker_class: type) -> dict[str, object]:
     from sqlalchemy import select
 
+    from local.leads import a_lead
+    from local.recorder import Receiver
     from producer import subscribers
     from producer.dispatch import dispatch_all
     from records import database, migrations
     from records.models import DeliveryAttempt
-    from tests.support.factories import a_lead
-    from tests.support.receiver import Receiver
 
     rng = random.Random(seed)
     migrations.upgrade()

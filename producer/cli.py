@@ -400,7 +400,8 @@ def audit() -> None:
     help="Check only the records dated from DATE (UTC) on, and every checkpoint.",
 )
 def verify(since: datetime | None) -> None:
-    """Recompute every record's hashes and chain links; exit 1 naming the first break."""
+    """Recompute every record's hashes, MAC and chain links; exit 1 naming the first break."""
+    settings.check(need_key=True)
     report = trail.verify(settings.AUDIT_DATABASE_URL, since)
     if not report.ok:
         problems = report.sorted_problems()
@@ -415,6 +416,7 @@ def verify(since: datetime | None) -> None:
 @audit.command()
 def checkpoint() -> None:
     """Seal the chains written since the last checkpoint now, and print the checkpoint's hash."""
+    settings.check(need_key=True)
     written = trail.write_checkpoint(settings.AUDIT_DATABASE_URL)
     assert written is not None
     click.echo(
@@ -432,6 +434,7 @@ def checkpoint() -> None:
 )
 def prune(days: int | None) -> None:
     """Delete the audit records older than the retention; the rest still verifies."""
+    settings.check(need_key=True)
     keep = days or settings.AUDIT_RETENTION_DAYS
     before = clock.utcnow() - timedelta(days=keep)
     done = trail.prune(settings.AUDIT_DATABASE_URL, before)
@@ -440,6 +443,22 @@ def prune(days: int | None) -> None:
         f"{canonical.moment(done.before)} (kept {keep} days); checkpoint #{done.checkpoint.seq} carries the trail "
         f"on, hash {done.checkpoint.record_hash}"
     )
+
+
+@audit.command("trail-key")
+def trail_key() -> None:
+    """Print the trail keys (one per WEBHOOK_ENCRYPTION_KEY key, the current first), to check MACs elsewhere.
+
+    Whoever holds a trail key can check the MACs of an evidence file (its verifier's --trail-key),
+    and, with write access to the audit database, forge records: hand it only to an auditor."""
+    settings.check(need_key=True)
+    click.echo(
+        "Warning: with a trail key and write access to the audit database, audit records can be forged; "
+        "hand it only to whoever must check the trail's MACs.",
+        err=True,
+    )
+    for position, key in enumerate(trail.keys.configured()):
+        click.echo(f"trail key {key.id}{' (current)' if position == 0 else ''}: {key.key.hex()}")
 
 
 @main.command("evidence")

@@ -13,11 +13,12 @@ import standardwebhooks
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from local.leads import a_lead, unique
+from local.recorder import Receiver
+from local.services import Worker, wait_for
 from producer.leads import FIELDS
 from tests.integration.conftest import Cli, attempts, deliveries_json, queue_bodies, run_cli
-from tests.support.factories import a_lead, decoded_layers, task_kwargs, unique
-from tests.support.receiver import Receiver
-from tests.support.services import Worker, wait_for
+from tests.support.factories import decoded_layers, task_kwargs
 
 ENQUEUED = re.compile(r"enqueued delivery ([0-9a-f-]{36}) lead ([0-9a-f-]{36}) to (\S+)")
 
@@ -241,7 +242,7 @@ def test_a_large_dispatch_on_a_terminal_shows_a_progress_bar_and_a_summary(sqs, 
     import pty
     import subprocess
 
-    from tests.support.services import BIN, ROOT
+    from local.services import BIN, ROOT
 
     subscription = subscribe("http://127.0.0.1:9/never")
     queue = unique("progress")

@@ -22,13 +22,13 @@ from botocore.exceptions import ClientError
 from kombu.connection import Connection
 from kombu.entity import Exchange, Queue
 
+from local.leads import a_lead, unique
+from local.recorder import Receiver
+from local.services import BIN, ROOT, Flower, Worker, procfile_command, wait_for
 from tasks import app, deliver_webhook
 from tasks.message import summary
 from tasks.transport import LEASE_TAG, sweep
 from tests.integration.conftest import Cli, attempts, message_to, run_cli, subscriber_at
-from tests.support.factories import a_lead, unique
-from tests.support.receiver import Receiver
-from tests.support.services import BIN, ROOT, Flower, Worker, procfile_command, wait_for
 
 QUEUE = unique("events")
 ENV = {"SQS_QUEUE": QUEUE, "WORKER_EVENTS": "1"}

@@ -35,10 +35,10 @@ from urllib.parse import quote
 
 import pytest
 
+from local.leads import a_lead, unique
+from local.recorder import Receiver
+from local.services import BIN, ROOT, Flower, Moto, Worker, free_port, wait_for
 from tests.integration.conftest import attempts, run_cli
-from tests.support.factories import a_lead, unique
-from tests.support.receiver import Receiver
-from tests.support.services import BIN, ROOT, Flower, Moto, Worker, free_port, wait_for
 
 POLICIES = ROOT / "deploy" / "iam"
 ROLES = ("producer", "worker", "flower")

@@ -15,10 +15,10 @@ import pytest
 from kombu.connection import Connection
 from kombu.entity import Exchange, Queue
 
+from local.leads import a_lead, unique
+from local.services import wait_for
 from tasks.transport import LEASE_TAG, sweep
 from tests.integration.conftest import queue_bodies, run_cli
-from tests.support.factories import a_lead, unique
-from tests.support.services import wait_for
 
 FOURTEEN_DAYS = "1209600"
 

@@ -11,7 +11,7 @@ import subprocess
 import pytest
 import yaml
 
-from tests.support.services import ROOT, procfile_command
+from local.services import ROOT, procfile_command
 
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES: dict[str, dict[str, object]] = COMPOSE["services"]

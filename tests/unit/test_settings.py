@@ -10,7 +10,7 @@ import os
 import subprocess
 import sys
 
-from tests.support.services import ROOT
+from local.services import ROOT
 
 CHECK = (
     "import settings\n"

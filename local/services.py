@@ -1,4 +1,5 @@
-"""Real services for the tests: moto's SQS server, a MariaDB database, a Celery worker, Flower."""
+"""Real services on loopback for the tests and the benchmarks: moto's SQS server, a MariaDB database,
+the Procfile's Celery worker and Flower."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from typing import IO, Any
 import pymysql
 
 BIN = Path(sys.executable).parent
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:
