@@ -164,7 +164,7 @@ def _summary_only(sender: str | None = None, headers: dict[str, Any] | None = No
     args = body[0] if isinstance(body, tuple | list) and body and isinstance(body[0], list | tuple) else ()
     message = kwargs.get("delivery", args[0] if args else None)
     headers["argsrepr"] = "()"
-    headers["kwargsrepr"] = repr({"delivery": summary(message)})
+    headers["kwargsrepr"] = summary(message)
 
 
 @signals.task_revoked.connect
