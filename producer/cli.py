@@ -20,6 +20,7 @@ from producer.dispatch import enqueue, plan
 from producer.dispatch import redeliver as redeliver_delivery
 from records import canonical, evidence, migrations, trail
 from webhooks.errors import InvalidInput, TrailBroken, WebhookError
+from webhooks.text import without_passwords
 
 PROGRESS_FROM = 100  # deliveries from which a dispatch on a terminal shows a progress bar
 PROBLEMS_SHOWN = 50  # problems listed by `webhooks audit verify` (the count says how many more)
@@ -46,7 +47,7 @@ class _Group(click.Group):
 
 
 def _fail(message: str, code: int = 1) -> None:
-    click.echo(f"Error: {message}", err=True)
+    click.echo(f"Error: {without_passwords(message)}", err=True)
     sys.exit(code)
 
 
@@ -174,7 +175,7 @@ def show(delivery_id: str, as_json: bool) -> None:
         )
         if row["error"]:
             click.echo(f"  error: {row['error']}")
-        click.echo(f"  POST {row['url']}")
+        click.echo(f"  POST {without_passwords(row['url'])}")
         for name, value in row["request_headers"].items():
             click.echo(f"  {name}: {value}")
         click.echo(f"  {row['request_body']}")

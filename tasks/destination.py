@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 import settings
 from webhooks.errors import RefusedDestination
+from webhooks.text import without_passwords
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -79,17 +80,18 @@ class Destination:
 
 def parse(url: str) -> tuple[str, str, int]:
     """(scheme, host, port) of an absolute http(s) URL with a host, or RefusedDestination."""
+    shown = without_passwords(url)  # in messages: a password in the URL is never echoed
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError:
-        raise RefusedDestination(f"{url!r} is not a valid URL") from None
+        raise RefusedDestination(f"{shown!r} is not a valid URL") from None
     if parts.scheme not in {"http", "https"} or not parts.hostname:
-        raise RefusedDestination(f"{url!r} must be an http:// or https:// URL with a host")
+        raise RefusedDestination(f"{shown!r} must be an http:// or https:// URL with a host")
     if port == 0 or len(url) > 2048 or any(char.isspace() or ord(char) < 32 for char in url):
-        raise RefusedDestination(f"{url!r} is not a valid URL")
+        raise RefusedDestination(f"{shown!r} is not a valid URL")
     if parts.username is not None or parts.password is not None:
-        raise RefusedDestination(f"{url!r}: credentials in the URL are not allowed")
+        raise RefusedDestination(f"{shown!r}: credentials in the URL are not allowed")
     return parts.scheme, parts.hostname, port or (443 if parts.scheme == "https" else 80)
 
 
