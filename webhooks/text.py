@@ -1,4 +1,4 @@
-"""Text shown to people: no URL's password in it."""
+"""Text shown to people: no URL's password in it, no control character a terminal would act on."""
 
 from __future__ import annotations
 
@@ -13,3 +13,24 @@ _CREDENTIALS = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.\-]*:/*[^\s/?#@:\[\]]
 def without_passwords(text: str) -> str:
     """``text`` with the password of every URL in it replaced by ``***`` (the user name is kept)."""
     return _CREDENTIALS.sub(r"\g<head>:***@", text)
+
+
+# C0 controls but a newline and a tab, DEL, and C1 controls (U+0080-U+009F, which some terminals
+# act on as 8-bit ESC, CSI, OSC…): shown as \x1b, \r, \x9b… (a backslash itself is left as is).
+_CONTROLS = {code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7F, 0xA0)) if chr(code) not in "\n\t"}
+_CONTROLS.update({ord("\r"): "\\r"})
+# What JSON leaves raw that a terminal acts on: DEL and C1 (json escapes C0 itself).
+_JSON_RAW_CONTROLS = re.compile("[\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """``text`` for a terminal: every control character but a newline and a tab escaped, so a
+    subscriber's answer or a lead's text cannot write the clipboard (OSC 52), clear the screen,
+    move the cursor or overwrite a line (a carriage return)."""
+    return text.translate(_CONTROLS)
+
+
+def json_printable(document: str) -> str:
+    """JSON text (``ensure_ascii=False``) with DEL and C1 escaped as ``\\u00XX``: the same JSON
+    value, every character kept, none that a terminal would act on."""
+    return _JSON_RAW_CONTROLS.sub(lambda found: f"\\u{ord(found.group()):04x}", document)
