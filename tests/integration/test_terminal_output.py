@@ -11,6 +11,7 @@ import unicodedata
 import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import pytest
 
@@ -117,3 +118,40 @@ def test_evidence_json_keeps_the_exact_characters_escaped_as_json(cli: Cli, reco
     assert attempt["record"]["response_body"] == ANSWER
     assert json.loads(attempt["record"]["request_body"])["body"]["first_name"] == LEAD_TEXT
     assert all(attempt["hashes_recomputed"].values())
+
+
+def test_a_recorded_url_is_shown_without_its_password(cli: Cli, connections_made: list[Any]) -> None:
+    # A message built by hand may carry credentials in its URL: refused at send time and recorded.
+    sent = delivery.Delivery(
+        delivery_id=str(uuid.uuid4()),
+        webhook=unique("credentials"),
+        url="http://partner:Hunter2-s3cret@127.0.0.1:9/hook",
+        secret=secretbox.seal("s3cret"),
+        lead=a_lead(unique("shop")),
+    )
+    assert delivery.attempt(sent) is None
+
+    shown = cli("show", sent.delivery_id)
+    told = cli("evidence", str(sent.lead["id"]))
+
+    assert shown.exit_code == 0 and told.exit_code == 0, shown.output + told.output
+    for output in (shown.output, told.output):
+        assert "partner:***@127.0.0.1:9/hook" in output
+        assert "Hunter2-s3cret" not in output
+    assert [address for address in connections_made if address[1] != 3306] == []
+
+
+@pytest.fixture
+def connections_made(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Every address this process connects to from now on."""
+    import socket
+
+    opened: list[Any] = []
+    real = socket.socket.connect
+
+    def connect(sock: socket.socket, address: Any) -> None:
+        opened.append(address)
+        real(sock, address)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    return opened
