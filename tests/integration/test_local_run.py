@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import sqlite3
 import subprocess
 import sys
+import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import IO, Any
 from urllib.request import urlopen
+
+import pytest
 
 from tests.support.services import BIN, free_port, wait_for
 
@@ -27,8 +33,8 @@ def processes_marked(mark: str) -> list[int]:
     return found
 
 
-def test_the_run_command_delivers_signed_sample_leads_and_sigint_leaves_no_process(tmp_path: Path) -> None:
-    mark = f"LOCAL_RUN_MARK={uuid.uuid4()}"
+def local_env(tmp_path: Path, mark: str) -> dict[str, str]:
+    """The environment of `make run` on embedded defaults, on free ports, every process marked."""
     env = {
         key: value
         for key, value in os.environ.items()
@@ -43,6 +49,38 @@ def test_the_run_command_delivers_signed_sample_leads_and_sigint_leaves_no_proce
             mark.split("=")[0]: mark.split("=")[1],
         }
     )
+    return env
+
+
+@pytest.fixture
+def mark() -> Iterator[str]:
+    """The mark of this test's processes; whatever is left of them at the end is killed."""
+    mark = f"LOCAL_RUN_MARK={uuid.uuid4()}"
+    yield mark
+    for pid in processes_marked(mark):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def start(tmp_path: Path, mark: str, stdout: int | IO[Any]) -> subprocess.Popen[bytes]:
+    """`python -m local.run` in a session of its own, as a terminal runs `make run` in the foreground
+    (its process group is the terminal's foreground job); stderr goes to tmp_path/stderr.log."""
+    with open(tmp_path / "stderr.log", "wb") as errors:
+        return subprocess.Popen(
+            [sys.executable, "-m", "local.run"],
+            cwd=tmp_path,
+            env=local_env(tmp_path, mark),
+            stdout=stdout,
+            stderr=errors,
+            start_new_session=True,
+        )
+
+
+def test_the_run_command_delivers_signed_sample_leads_and_sigint_leaves_no_process(tmp_path: Path) -> None:
+    mark = f"LOCAL_RUN_MARK={uuid.uuid4()}"
+    env = local_env(tmp_path, mark)
     output = tmp_path / "run.log"
     with open(output, "wb") as log:
         runner = subprocess.Popen([sys.executable, "-m", "local.run"], cwd=tmp_path, env=env, stdout=log, stderr=log)
@@ -90,3 +128,57 @@ def test_the_run_command_delivers_signed_sample_leads_and_sigint_leaves_no_proce
 
     assert "Unrecoverable error" not in text()
     wait_for(lambda: not processes_marked(mark), 15, "every started process to exit")
+
+
+def read_until(descriptor: int, text: str, timeout: float) -> str:
+    """Read a pipe until ``text`` has come (never blocking past ``timeout``)."""
+    received = b""
+    deadline = time.monotonic() + timeout
+    while text.encode() not in received:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"no {text!r} within {timeout:.0f} s:\n{received.decode(errors='replace')[-3000:]}")
+        if select.select([descriptor], [], [], min(left, 1))[0]:
+            chunk = os.read(descriptor, 65536)
+            if not chunk:
+                raise AssertionError(f"the output ended before {text!r}:\n{received.decode(errors='replace')[-3000:]}")
+            received += chunk
+    return received.decode(errors="replace")
+
+
+@pytest.mark.parametrize(
+    "stop",
+    [
+        pytest.param(lambda runner: os.killpg(runner.pid, signal.SIGINT), id="ctrl-c"),
+        pytest.param(lambda runner: runner.send_signal(signal.SIGTERM), id="sigterm"),
+    ],
+)
+def test_every_process_stops_when_stdout_is_a_pipe_nobody_reads_any_more(
+    tmp_path: Path, mark: str, stop: Any
+) -> None:
+    # `make run 2>&1 | tee run.log`, then Ctrl-C: tee is gone first, and every line written after
+    # (honcho's "SIGINT received", the processes' last words) meets a closed pipe.
+    reader, writer = os.pipe()
+    runner = start(tmp_path, mark, writer)
+    os.close(writer)
+    try:
+        read_until(reader, "Ready.", 120)
+    finally:
+        os.close(reader)
+
+    stop(runner)
+
+    runner.wait(60)
+    wait_for(lambda: not processes_marked(mark), 30, "every started process to exit")
+    assert "Traceback" not in (tmp_path / "stderr.log").read_text(errors="replace")
+
+
+def test_every_process_stops_when_the_terminal_hangs_up(tmp_path: Path, mark: str) -> None:
+    with open(tmp_path / "run.log", "wb") as log:
+        runner = start(tmp_path, mark, log)
+    wait_for(lambda: "Ready." in (tmp_path / "run.log").read_text(errors="replace"), 120, "the demo to be ready")
+
+    os.killpg(runner.pid, signal.SIGHUP)  # the terminal closed: SIGHUP to its foreground job
+
+    assert runner.wait(60) != 0
+    wait_for(lambda: not processes_marked(mark), 30, "every started process to exit")
