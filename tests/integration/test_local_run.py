@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -58,10 +59,8 @@ def mark() -> Iterator[str]:
     mark = f"LOCAL_RUN_MARK={uuid.uuid4()}"
     yield mark
     for pid in processes_marked(mark):
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 def start(tmp_path: Path, mark: str, stdout: int | IO[Any]) -> subprocess.Popen[bytes]:
