@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,16 +41,18 @@ def dispatch(lead: Mapping[str, Any]) -> list[str]:
     return [delivery.delivery_id for delivery in dispatch_all([lead])]
 
 
-def dispatch_all(raw_leads: Sequence[object]) -> list[Delivery]:
-    """Check every lead first (nothing is enqueued if one is refused), then enqueue them."""
-    planned = plan(raw_leads)
+def dispatch_all(raw_leads: Sequence[object], to: Collection[str] | None = None) -> list[Delivery]:
+    """Check every lead first (nothing is enqueued if one is refused), then enqueue them
+    (only to the subscribers named in ``to``, when given)."""
+    planned = plan(raw_leads, to)
     for delivery in planned:
         enqueue(delivery)
     return planned
 
 
-def plan(raw_leads: Sequence[object]) -> list[Delivery]:
-    """Every delivery the leads make, or InvalidInput naming every refused lead (lead 1 is the first)."""
+def plan(raw_leads: Sequence[object], to: Collection[str] | None = None) -> list[Delivery]:
+    """Every delivery the leads make (to the matching subscribers named in ``to``, when given), or
+    InvalidInput naming every refused lead (lead 1 is the first)."""
     checked: list[tuple[int, dict[str, Any]]] = []
     refused: list[str] = []
     for number, lead in enumerate(raw_leads, start=1):
@@ -58,7 +60,7 @@ def plan(raw_leads: Sequence[object]) -> list[Delivery]:
             checked.append((number, leads.normalize(lead, f"lead {number}")))
         except InvalidInput as error:
             refused.append(str(error))
-    known = subscribers.all_subscribers()
+    known = [subscriber for subscriber in subscribers.all_subscribers() if to is None or subscriber.name in to]
     planned: list[Delivery] = []
     for number, lead in checked:
         for subscriber in subscribers.matching(lead, known):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -19,6 +20,7 @@ from urllib.request import urlopen
 
 import pytest
 
+from tests.support.receiver import Receiver
 from tests.support.services import BIN, free_port, wait_for
 
 
@@ -152,9 +154,7 @@ def read_until(descriptor: int, text: str, timeout: float) -> str:
         pytest.param(lambda runner: runner.send_signal(signal.SIGTERM), id="sigterm"),
     ],
 )
-def test_every_process_stops_when_stdout_is_a_pipe_nobody_reads_any_more(
-    tmp_path: Path, mark: str, stop: Any
-) -> None:
+def test_every_process_stops_when_stdout_is_a_pipe_nobody_reads_any_more(tmp_path: Path, mark: str, stop: Any) -> None:
     # `make run 2>&1 | tee run.log`, then Ctrl-C: tee is gone first, and every line written after
     # (honcho's "SIGINT received", the processes' last words) meets a closed pipe.
     reader, writer = os.pipe()
@@ -181,3 +181,45 @@ def test_every_process_stops_when_the_terminal_hangs_up(tmp_path: Path, mark: st
 
     assert runner.wait(60) != 0
     wait_for(lambda: not processes_marked(mark), 30, "every started process to exit")
+
+
+def test_the_demo_sends_its_leads_only_to_its_own_subscribers(tmp_path: Path, mark: str) -> None:
+    # The user's own subscriber, in the database `make run` uses, wants every lead of shop1 (the
+    # demo's shop): a second `make run` must not send it the demo's sample leads.
+    key = tmp_path / "config" / "lead-webhooks" / "development.key"
+    key.parent.mkdir(parents=True)
+    key.write_text(base64.b64encode(os.urandom(32)).decode() + "\n")
+    key.chmod(0o600)
+    users = Receiver()
+    cli_env = {
+        "PATH": os.environ["PATH"],
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'webhooks.sqlite3'}",
+        "WEBHOOK_ENCRYPTION_KEY": key.read_text().strip(),
+        "WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8",
+    }
+    lead_types = ["--lead-type", "facebook_form", "--lead-type", "instagram_form", "--lead-type", "website_form"]
+    for command in (
+        ["db", "upgrade"],
+        ["configure", "users-own", "--url", users.url("/mine"), *lead_types, "--erp-shop-id", "shop1"],
+    ):
+        done = subprocess.run(
+            [str(BIN / "webhooks"), *command], env=cli_env, capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, done.stderr
+    try:
+        with open(tmp_path / "run.log", "wb") as log:
+            runner = start(tmp_path, mark, log)
+        text = lambda: (tmp_path / "run.log").read_text(errors="replace")  # noqa: E731
+        try:
+            wait_for(lambda: "Ready." in text() or runner.poll() is not None, 120, "the demo to be ready")
+            assert "Ready. 3 subscribers, 4 deliveries." in text(), text()[-3000:]
+        finally:
+            os.killpg(runner.pid, signal.SIGINT)
+            runner.wait(60)
+    finally:
+        users.stop()
+
+    assert users.to("/mine") == []
+    with sqlite3.connect(tmp_path / "webhooks.sqlite3") as db:
+        webhooks = {row[0] for row in db.execute("SELECT webhook FROM delivery_attempts")}
+    assert webhooks == {"demo-partner", "demo-failing"}
