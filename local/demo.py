@@ -1,4 +1,8 @@
-"""The demo: configure two sample subscribers, dispatch sample leads, show the audit."""
+"""The demo: configure two sample subscribers, dispatch sample leads, show the audit.
+
+The sample leads go to the demo's own subscribers only (those above, at the sample receiver),
+never to a subscriber of the user's that the database also holds, even one wanting shop1.
+"""
 
 from __future__ import annotations
 
@@ -45,8 +49,13 @@ def configure() -> None:
     """Create the sample subscribers (once) and hand their secrets to the sample receiver."""
     path = Path(os.environ["LOCAL_SECRETS_FILE"])
     known = json.loads(path.read_text()) if path.exists() else {}
-    existing = {subscriber.name for subscriber in subscribers.all_subscribers()}
+    existing = {subscriber.name: subscriber.url for subscriber in subscribers.all_subscribers()}
     for name, (hook, lead_types) in SUBSCRIBERS.items():
+        if name in existing and existing[name] != RECEIVER + hook:
+            raise SystemExit(
+                f"demo: {name} exists with the URL {existing[name]}, not the sample receiver's; "
+                "it is not the demo's: rename it or use another database (DATABASE_URL)"
+            )
         if name in existing and name in known:
             continue
         if name in existing:
@@ -101,7 +110,7 @@ def main() -> None:
     configure()
     if settings.WORKER_EVENTS:
         wait_for_flower()
-    enqueued = dispatch_all(sample_leads())
+    enqueued = dispatch_all(sample_leads(), to=SUBSCRIBERS)  # never to the user's own subscribers
     for item in enqueued.deliveries:
         print(f"enqueued delivery {item.delivery_id} lead {item.lead_id} to {item.webhook}", flush=True)
     ids = [item.delivery_id for item in enqueued.deliveries]

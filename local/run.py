@@ -8,6 +8,10 @@ Nothing needs configuring. What is not set in the environment is chosen here:
   ``$XDG_CONFIG_HOME/lead-webhooks/development.key`` (with a warning); set
   WEBHOOK_ENCRYPTION_KEY to use your own.
 The worker and Flower run the Procfile's own commands.
+
+Ctrl-C, SIGTERM and SIGHUP (the terminal closed) stop every process, whatever stdout is: once
+it is gone (``make run | tee run.log``, tee killed by the same Ctrl-C), lines are dropped, so
+printing "SIGINT received" cannot fail before the processes are told to stop.
 """
 
 from __future__ import annotations
@@ -15,10 +19,13 @@ from __future__ import annotations
 import base64
 import os
 import shlex
+import signal
 import socket
 import subprocess
 import sys
 from pathlib import Path
+from types import FrameType
+from typing import TextIO
 
 from honcho.manager import Manager
 from honcho.printer import Printer
@@ -122,9 +129,69 @@ def cli_help(bin_dir: Path, here: Path) -> str:
     )
 
 
+class Output:
+    """This process's stdout, for honcho's printer: never raises.
+
+    Once a write fails (a pipe whose reader is gone), lines are dropped, and the descriptor is
+    pointed at /dev/null so that Python's own flush at exit fails neither.
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self.gone = False
+
+    def write(self, text: str) -> int:
+        if not self.gone:
+            try:
+                self._stream.write(text)
+            except (OSError, ValueError):
+                self._lose()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.gone:
+            try:
+                self._stream.flush()
+            except (OSError, ValueError):
+                self._lose()
+
+    def isatty(self) -> bool:
+        try:
+            return not self.gone and self._stream.isatty()
+        except ValueError:
+            return False
+
+    def _lose(self) -> None:
+        self.gone = True
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._stream.fileno())
+            os.close(devnull)
+        except (OSError, ValueError):
+            pass
+
+
+def stop_on_hangup(manager: Manager) -> None:
+    """SIGHUP (the terminal closed) stops every process, as Ctrl-C does (honcho handles only
+    SIGINT and SIGTERM). honcho's helper processes, forked from this one, inherit the handler:
+    it does nothing there (they end when their process does)."""
+    parent = os.getpid()
+
+    def hangup(signum: int, frame: FrameType | None) -> None:
+        if os.getpid() == parent:
+            manager.returncode = 128 + signum
+            manager.terminate()
+
+    signal.signal(signal.SIGHUP, hangup)
+
+
 def main() -> None:
     env = environment()
-    upgrade = subprocess.run([str(BIN / "webhooks"), "db", "upgrade"], env=env, check=False)
+    output = Output(sys.stdout)
+    upgrade = subprocess.run(
+        [str(BIN / "webhooks"), "db", "upgrade"], env=env, check=False, stdout=subprocess.PIPE, text=True
+    )
+    output.write(upgrade.stdout)
     if upgrade.returncode:
         raise SystemExit(upgrade.returncode)
     python = shlex.quote(sys.executable)
@@ -136,11 +203,13 @@ def main() -> None:
         "demo": f"{python} -m local.demo",
     }
     write_env_file(env, Path.cwd() / ENV_FILE)
-    print(cli_help(BIN, Path.cwd()), flush=True)
-    manager = Manager(Printer(sys.stdout))
+    output.write(cli_help(BIN, Path.cwd()) + "\n")
+    output.flush()
+    manager = Manager(Printer(output))
     for name, command in processes.items():
         process_env = dict(env, PORT=env["LOCAL_FLOWER_PORT"]) if name == "flower" else env
         manager.add_process(name, command, env=process_env, cwd=str(ROOT))
+    stop_on_hangup(manager)
     manager.loop()
     sys.exit(manager.returncode)
 

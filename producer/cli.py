@@ -24,6 +24,7 @@ from records import canonical, evidence, migrations, trail
 from tasks import signature
 from webhooks import clock
 from webhooks.errors import DispatchFailed, InvalidInput, TrailBroken, WebhookError
+from webhooks.text import json_printable, printable, without_passwords
 
 PROGRESS_FROM = 100  # deliveries from which a dispatch on a terminal shows a progress bar
 PROBLEMS_SHOWN = 50  # problems listed by `webhooks audit verify` (the count says how many more)
@@ -54,7 +55,7 @@ class _Group(click.Group):
 
 
 def _fail(message: str, code: int = 1) -> None:
-    click.echo(f"Error: {message}", err=True)
+    click.echo(f"Error: {printable(without_passwords(message))}", err=True)
     sys.exit(code)
 
 
@@ -220,19 +221,19 @@ def show(delivery_id: str, as_json: bool) -> None:
         click.echo(json.dumps(rows, indent=2))
         return
     for row in rows:
-        click.echo(
+        _echo(
             f"retry {row['retry']} at {row['attempted_at']}: {row['status']}"
             f" (HTTP {row['http_status'] if row['http_status'] is not None else '-'}, {row['duration_ms']} ms)"
         )
         if row["error"]:
-            click.echo(f"  error: {row['error']}")
-        click.echo(f"  POST {row['url']}")
+            _echo(f"  error: {row['error']}")
+        _echo(f"  POST {without_passwords(row['url'])}")
         for name, value in row["request_headers"].items():
-            click.echo(f"  {name}: {value}")
-        click.echo(f"  {row['request_body']}")
-        click.echo(f"  -> {row['response_body'] if row['response_body'] is not None else '(no response)'}")
+            _echo(f"  {name}: {value}")
+        _echo(f"  {row['request_body']}")
+        _echo(f"  -> {row['response_body'] if row['response_body'] is not None else '(no response)'}")
         if row["next_retry_at"]:
-            click.echo(f"  next retry at {row['next_retry_at']}")
+            _echo(f"  next retry at {row['next_retry_at']}")
 
 
 @main.command()
@@ -406,7 +407,7 @@ def verify(since: datetime | None) -> None:
     if not report.ok:
         problems = report.sorted_problems()
         for problem in problems[:PROBLEMS_SHOWN]:
-            click.echo(problem.text)
+            _echo(problem.text)
         if len(problems) > PROBLEMS_SHOWN:
             click.echo(f"… and {len(problems) - PROBLEMS_SHOWN} more")
         raise TrailBroken(report.headline())
@@ -469,10 +470,11 @@ def trail_key() -> None:
 def evidence_(lead_id: str, webhook: str | None, out: Path | None, as_json: bool) -> None:
     """Everything about LEAD_ID's deliveries: the text on stdout, the checkable JSON to --out."""
     document = evidence.collect(settings.AUDIT_DATABASE_URL, lead_id, webhook)
-    text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+    # The exact characters, readable (ensure_ascii=False), and none a terminal would act on
+    text = json_printable(json.dumps(document, indent=2, ensure_ascii=False)) + "\n"
     if out is not None:
         out.write_text(text, encoding="utf-8")
-    click.echo(text if as_json else evidence.render(document), nl=not as_json)
+    click.echo(text if as_json else printable(evidence.render(document)), nl=not as_json)
     if out is not None:
         click.echo(f"evidence written to {out}", err=True)
 
@@ -480,6 +482,11 @@ def evidence_(lead_id: str, webhook: str | None, out: Path | None, as_json: bool
 def _whsec_line(secret: str) -> str:
     """The line after the secret's: the same key in the form of Standard Webhooks' libraries."""
     return f"Standard Webhooks form of the same secret: {signature.whsec(secret)}"
+
+
+def _echo(text: str) -> None:
+    """A line of text made of recorded fields: a subscriber's answer, a lead's text (escaped)."""
+    click.echo(printable(text))
 
 
 def _without_password(url: str) -> str:
@@ -491,7 +498,7 @@ def _table(
     columns: Sequence[str],
     show: Callable[[str, Any], str] = lambda key, value: "" if value is None else str(value),
 ) -> None:
-    cells = [[show(column, row[column]) for column in columns] for row in rows]
+    cells = [[printable(show(column, row[column])) for column in columns] for row in rows]
     widths = [max([len(column)] + [len(line[i]) for line in cells]) for i, column in enumerate(columns)]
     click.echo("  ".join(column.ljust(width) for column, width in zip(columns, widths, strict=True)).rstrip())
     for line in cells:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import threading
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,15 +71,17 @@ def dispatch(lead: Mapping[str, Any], *, again: bool = False) -> list[str]:
     return [delivery.delivery_id for delivery in dispatch_all([lead], again=again).deliveries]
 
 
-def dispatch_all(raw_leads: Sequence[object], *, again: bool = False) -> Plan:
-    """Check every lead first (nothing is enqueued if one is refused), then enqueue them."""
-    planned = plan(raw_leads, again=again)
+def dispatch_all(raw_leads: Sequence[object], *, again: bool = False, to: Collection[str] | None = None) -> Plan:
+    """Check every lead first (nothing is enqueued if one is refused), then enqueue them
+    (only to the subscribers named in ``to``, when given)."""
+    planned = plan(raw_leads, again=again, to=to)
     enqueue_all(planned.deliveries)
     return planned
 
 
-def plan(raw_leads: Sequence[object], *, again: bool = False) -> Plan:
-    """Every delivery the leads make, or InvalidInput naming every refused lead (lead 1 is the first)."""
+def plan(raw_leads: Sequence[object], *, again: bool = False, to: Collection[str] | None = None) -> Plan:
+    """Every delivery the leads make (to the matching subscribers named in ``to``, when given), or
+    InvalidInput naming every refused lead (lead 1 is the first)."""
     checked: list[tuple[int, dict[str, Any]]] = []
     refused: list[str] = []
     for number, lead in enumerate(raw_leads, start=1):
@@ -87,7 +89,7 @@ def plan(raw_leads: Sequence[object], *, again: bool = False) -> Plan:
             checked.append((number, leads.normalize(lead, f"lead {number}")))
         except InvalidInput as error:
             refused.append(str(error))
-    known = subscribers.all_subscribers()
+    known = [subscriber for subscriber in subscribers.all_subscribers() if to is None or subscriber.name in to]
     matches = {number: subscribers.matching(lead, known, enabled_only=False) for number, lead in checked}
     dispatched = deliveries.existing(
         (str(lead["id"]), subscriber.id) for number, lead in checked for subscriber in matches[number]

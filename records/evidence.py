@@ -40,6 +40,7 @@ from records.models import AuditCheckpoint, DeliveryAttempt
 from records.trail import keys
 from webhooks import clock
 from webhooks.errors import InvalidInput
+from webhooks.text import without_passwords
 
 FORMAT = "lead-webhooks-evidence/2"
 VERIFIER = Path(__file__).with_name("evidence_check.py")
@@ -223,7 +224,7 @@ def render(document: dict[str, Any]) -> str:
             "",
             f"Delivery {delivery['delivery_id']} to webhook {delivery['webhook']}: {delivery['outcome']} "
             f"after {len(attempts)} attempt(s)",
-            f"  URL: {delivery['url']}",
+            f"  URL: {without_passwords(delivery['url'])}",
         ]
         for number, attempt in enumerate(attempts, 1):
             record, link = attempt["record"], attempt["link"]
@@ -237,7 +238,7 @@ def render(document: dict[str, Any]) -> str:
                 lines.append(f"    error: {record['error']}")
             if record["next_retry_at"]:
                 lines.append(f"    next retry due: {record['next_retry_at']}")
-            lines.append(f"    POST {record['url']}")
+            lines.append(f"    POST {without_passwords(record['url'])}")
             lines += [f"    {name}: {value}" for name, value in record["request_headers"].items()]
             lines.append(
                 f"    body sent ({attempt['request_body_bytes']} bytes, sha256 {attempt['request_body_sha256']}):"

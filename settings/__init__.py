@@ -18,6 +18,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from webhooks.errors import ConfigurationError
+from webhooks.text import without_passwords
 
 _problems: list[str] = []
 
@@ -262,5 +263,5 @@ def check(*, need_key: bool = True) -> None:
             "WEBHOOK_ENCRYPTION_KEY is not set: it must be the standard base64 of 32 random bytes "
             '(make one with: python -c "import base64,os; print(base64.b64encode(os.urandom(32)).decode())")'
         )
-    if problems:
-        raise ConfigurationError("; ".join(problems))
+    if problems:  # a value may be a URL holding a password (BROKER_URL='SQS://key:secret@…'): hidden
+        raise ConfigurationError(without_passwords("; ".join(problems)))

@@ -70,9 +70,9 @@ class Attempt:
     def describe(self) -> str:
         """The stdout line: one line, every field's control characters escaped."""
         parts = [
-            f"delivery {printable(self.delivery_id)}",
-            f"lead {printable(self.lead_id)}",
-            f"webhook {printable(self.webhook)}",
+            f"delivery {printable(self.delivery_id, one_line=True)}",
+            f"lead {printable(self.lead_id, one_line=True)}",
+            f"webhook {printable(self.webhook, one_line=True)}",
             f"retry {self.retry}",
             self.status,
             f"http={self.http_status if self.http_status is not None else '-'}",

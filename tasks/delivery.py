@@ -226,7 +226,8 @@ def after_crash(message: object, arrival: Arrival, error: BaseException) -> Agai
                 delivery,
                 Status.ABANDONED,
                 f"processing failed unexpectedly {crashes} times, last: {type(error).__name__}: "
-                f"{printable(str(error))[:500]} (send it again with `webhooks redeliver {delivery.delivery_id}`)",
+                f"{printable(str(error), one_line=True)[:500]}"
+                f" (send it again with `webhooks redeliver {delivery.delivery_id}`)",
                 utcnow(),
             )
         )
@@ -263,7 +264,9 @@ def refuse(message: object, arrival: Arrival, error: MalformedMessage | Tampered
             retry=0,
             status=Status.REFUSED,
             http_status=None,
-            error=printable(f"{kind} message refused: {error}" + (f"; it claimed {shown}" if shown else ""))[:4000],
+            error=printable(
+                f"{kind} message refused: {error}" + (f"; it claimed {shown}" if shown else ""), one_line=True
+            )[:4000],
             request_headers={},
             request_body="",
             response_body=None,

@@ -1,7 +1,7 @@
 """Where a webhook may be sent: SSRF protection, checked at configure time and at send time.
 
 A subscriber URL is http or https with a host. The host is resolved and *every* address
-checked; an address that is not public (loopback, private, shared, link-local,
+checked; an address that is not public (loopback, private, shared, link-local, site-local,
 unique-local, multicast, unspecified, reserved, cloud metadata, or an IPv4-mapped, 6to4,
 Teredo or NAT64 form of one of these) is refused unless it lies inside
 ``WEBHOOK_ALLOWED_NETWORKS``. The sender then connects to the checked address itself,
@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 import settings
 from webhooks.errors import RefusedDestination, UnresolvedName
+from webhooks.text import without_passwords
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -31,6 +32,26 @@ _ALWAYS_REFUSED = [
         "198.18.0.0/15",  # benchmarking
     )
 ]
+# Cloud metadata services, named as such in a refusal (each is also inside a refused range).
+_METADATA = frozenset(
+    ipaddress.ip_address(address)
+    for address in (
+        "169.254.169.254",  # AWS, GCP, Azure, OpenStack… (link-local)
+        "169.254.170.2",  # AWS ECS task metadata (link-local)
+        "fd00:ec2::254",  # AWS over IPv6
+        "100.100.100.200",  # Alibaba Cloud (shared address space)
+    )
+)
+# What an address is, most specific first (169.254/16 and fe80::/10 also count as private).
+_KINDS = (
+    ("loopback", "loopback"),
+    ("link_local", "link-local"),
+    ("site_local", "site-local (deprecated)"),  # fec0::/10, IPv6 only: not covered by is_private
+    ("private", "private"),
+    ("multicast", "multicast"),
+    ("unspecified", "unspecified"),
+    ("reserved", "reserved"),
+)
 
 
 @dataclass(frozen=True)
@@ -59,17 +80,18 @@ class Destination:
 
 def parse(url: str) -> tuple[str, str, int]:
     """(scheme, host, port) of an absolute http(s) URL with a host, or RefusedDestination."""
+    shown = without_passwords(url)  # in messages: a password in the URL is never echoed
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError:
-        raise RefusedDestination(f"{url!r} is not a valid URL") from None
+        raise RefusedDestination(f"{shown!r} is not a valid URL") from None
     if parts.scheme not in {"http", "https"} or not parts.hostname:
-        raise RefusedDestination(f"{url!r} must be an http:// or https:// URL with a host")
+        raise RefusedDestination(f"{shown!r} must be an http:// or https:// URL with a host")
     if port == 0 or len(url) > 2048 or any(char.isspace() or ord(char) < 32 for char in url):
-        raise RefusedDestination(f"{url!r} is not a valid URL")
+        raise RefusedDestination(f"{shown!r} is not a valid URL")
     if parts.username is not None or parts.password is not None:
-        raise RefusedDestination(f"{url!r}: credentials in the URL are not allowed")
+        raise RefusedDestination(f"{shown!r}: credentials in the URL are not allowed")
     return parts.scheme, parts.hostname, port or (443 if parts.scheme == "https" else 80)
 
 
@@ -91,9 +113,11 @@ def why_refused(address: IPAddress) -> str | None:
         if embedded is not None:
             reason = why_refused(embedded)
             return f"it embeds {embedded}, and {reason}" if reason else None
-    for kind in ("loopback", "private", "link_local", "multicast", "unspecified", "reserved"):
-        if getattr(address, f"is_{kind}"):
-            return f"{address} is {kind.replace('_', '-')}"
+    kind = next((name for attribute, name in _KINDS if getattr(address, f"is_{attribute}", False)), None)
+    if address in _METADATA:
+        return f"{address} is " + ("link-local (cloud metadata)" if kind == "link-local" else "cloud metadata")
+    if kind is not None:
+        return f"{address} is {kind}"
     if any(address in network for network in _ALWAYS_REFUSED if network.version == address.version):
         return f"{address} is in a special-purpose range"
     if not address.is_global:

@@ -1,9 +1,11 @@
 """One HTTP POST to a subscriber, with its outcome measured; never raises for the network.
 
 The connection goes to the address ``tasks.destination`` checked (no second DNS lookup),
-with the original Host header and TLS server name. The whole request — connect, send,
-every read — fits in ``WEBHOOK_TIMEOUT``: a server that drips its answer byte by byte
-cannot hold a worker longer. At most ``WEBHOOK_RESPONSE_MAX_BYTES`` of the answer are read.
+with the original Host header and TLS server name. The whole exchange — connect, send, the
+status line and headers, the body, a chunked body's size lines and trailers — fits in
+``WEBHOOK_TIMEOUT``: at the deadline the socket is shut down, whatever is being read, so a
+server that drips its answer byte by byte, or never ends it, cannot hold a worker longer.
+At most ``WEBHOOK_RESPONSE_MAX_BYTES`` of the answer are read.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, cast
 
 import requests
@@ -94,38 +97,56 @@ class _Watchdog:
 _watchdog = _Watchdog()
 
 
+class _Exchange:
+    """One request's deadline, and whether the watchdog cut the exchange off at it."""
+
+    __slots__ = ("deadline", "expired")
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline, self.expired = deadline, False
+
+
 class _Deadline:
     """Mixed into urllib3's connections: past the deadline, the socket is shut down.
 
-    Socket timeouts bound each read, not their sum; this watchdog bounds the whole
-    exchange (sending the request and reading the status line and headers).
+    Socket timeouts bound each read, not their sum, and one read of a chunked body can run
+    any number of them (a chunk-size line dripping one byte at a time, trailer lines without
+    end). So the deadline is armed when the request starts and stays armed until the
+    connection goes back to the pool or is closed: the status line, the headers and the
+    whole body are read under it. Disarming comes first, so a connection the pool hands to
+    another thread never carries this exchange's alarm.
     """
 
     sock: socket.socket | None
     _alarm: _Alarm | None = None
+    _exchange: _Exchange | None = None
 
     def request(self, *args: Any, **kwargs: Any) -> None:
-        deadline: float | None = getattr(_local, "deadline", None)
-        if deadline is not None:
-            self._alarm = _watchdog.arm(deadline, self._expire)
+        self.disarm()
+        exchange: _Exchange | None = getattr(_local, "exchange", None)
+        if exchange is not None:
+            self._exchange = exchange
+            self._alarm = _watchdog.arm(exchange.deadline, partial(self._expire, exchange))
         try:
             super().request(*args, **kwargs)  # type: ignore[misc]
         except BaseException:
-            self._disarm()
+            self.disarm()
             raise
 
-    def getresponse(self, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return super().getresponse(*args, **kwargs)  # type: ignore[misc]
-        finally:
-            self._disarm()
+    def close(self) -> None:
+        self.disarm()
+        super().close()  # type: ignore[misc]
 
-    def _disarm(self) -> None:
+    def disarm(self) -> bool:
+        """Cancel the deadline; True when it had already cut the exchange off."""
+        expired = self._exchange is not None and self._exchange.expired
         if self._alarm is not None:
             _watchdog.cancel(self._alarm)
-            self._alarm = None
+        self._alarm = self._exchange = None
+        return expired
 
-    def _expire(self) -> None:
+    def _expire(self, exchange: _Exchange) -> None:
+        exchange.expired = True
         if self.sock is not None:
             with contextlib.suppress(OSError):
                 self.sock.shutdown(socket.SHUT_RDWR)
@@ -139,11 +160,21 @@ class _HTTPSConnection(_Deadline, HTTPSConnection):
     pass
 
 
-class _HTTPPool(HTTPConnectionPool):
+class _Returning:
+    """Mixed into urllib3's pools: a connection is disarmed as it comes back (the body read, or
+    the response closed), and closed if its deadline cut it off (its socket is shut down)."""
+
+    def _put_conn(self, conn: Any) -> None:
+        if isinstance(conn, _Deadline) and conn.disarm():
+            conn.close()
+        super()._put_conn(conn)  # type: ignore[misc]
+
+
+class _HTTPPool(_Returning, HTTPConnectionPool):
     ConnectionCls = _HTTPConnection
 
 
-class _HTTPSPool(HTTPSConnectionPool):
+class _HTTPSPool(_Returning, HTTPSConnectionPool):
     ConnectionCls = _HTTPSConnection
 
 
@@ -230,7 +261,7 @@ class Response:
 def post(destination: Destination, body: bytes, headers: Mapping[str, str]) -> Response:
     """POST ``body``; a redirect is not followed, a non-2xx answer is reported as an error."""
     started = time.monotonic()
-    deadline = _local.deadline = started + settings.WEBHOOK_TIMEOUT
+    exchange = _local.exchange = _Exchange(started + settings.WEBHOOK_TIMEOUT)
     try:
         # Prepared and sent through the pinned adapter, not Session.post: the session's settings
         # merge (cookies, hooks, proxies, params) costs 0.1 ms a request on Python 3.11 (requests'
@@ -248,14 +279,16 @@ def post(destination: Destination, body: bytes, headers: Mapping[str, str]) -> R
             cert=None,
             proxies={},
         ) as answer:
-            text = _read_capped(answer, settings.WEBHOOK_RESPONSE_MAX_BYTES, deadline)
+            text = _read_capped(answer, settings.WEBHOOK_RESPONSE_MAX_BYTES, exchange.deadline)
             status = answer.status_code
+        if exchange.expired:  # cut off at the deadline: what was read may end early, without an error
+            raise requests.Timeout("the response was still arriving at the deadline")
     except requests.RequestException as error:
-        if isinstance(error, requests.Timeout) or time.monotonic() >= deadline:
+        if isinstance(error, requests.Timeout) or exchange.expired or time.monotonic() >= exchange.deadline:
             return Response(None, None, f"timeout after {settings.WEBHOOK_TIMEOUT:g} s: {error}", _since(started))
         return Response(None, None, f"connection error: {error}", _since(started))
     finally:
-        _local.deadline = None
+        _local.exchange = None
     error_text = None
     if not 200 <= status < 300:
         error_text = f"HTTP {status}" + (" (redirects are not followed)" if 300 <= status < 400 else "")

@@ -11,11 +11,14 @@ from typing import Any
 
 import pytest
 
+import settings
 from local.leads import unique
 from local.recorder import Receiver
+from local.services import wait_for
 from tasks import delivery, destination, sender
 from tests.integration.conftest import attempts
 from tests.support.factories import a_message, a_state
+from tests.support.hostile import MODES, HostileSubscriber
 
 
 def a_delivery(url: str) -> tuple[Any, Any]:
@@ -119,6 +122,34 @@ def test_a_server_that_drips_its_answer_cannot_hold_a_worker_past_the_timeout(
     assert not response.ok
     assert response.error is not None and response.error.startswith("timeout after 1 s")
     assert response.duration_ms < 2500  # 1 s allowed; a drip of 40 bytes would take 8 s
+
+
+@pytest.fixture
+def hostile() -> Iterator[HostileSubscriber]:
+    server = HostileSubscriber()
+    yield server
+    server.stop()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_chunked_answer_that_never_ends_cannot_hold_a_worker_past_the_timeout(
+    hostile: HostileSubscriber, mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(settings, "WEBHOOK_TIMEOUT", 3.0)  # longer than the 1 s between two trailer lines
+    path = f"/{mode}/{unique('sender')}"
+    target = destination.check(hostile.url(path))
+    responses: list[sender.Response] = []
+    thread = threading.Thread(target=lambda: responses.append(sender.post(target, b"{}", {})), daemon=True)
+
+    thread.start()
+    thread.join(30)  # without a bound on the whole exchange, it would run for hours
+
+    assert not thread.is_alive(), f"the POST to a {mode} subscriber was still running after 30 s"
+    [response] = responses
+    assert not response.ok
+    assert response.error is not None and response.error.startswith("timeout after 3 s"), response.error
+    assert response.duration_ms < 4500  # 3 s allowed
+    wait_for(lambda: hostile.hung_up(path) == 1, 10, "the subscriber to see its connection closed")
 
 
 def test_only_the_first_bytes_of_a_huge_answer_are_read(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -78,6 +78,13 @@ def test_the_procfile_has_a_worker_and_flower() -> None:
     assert procfile_command("flower")[1:4] == ["-A", "tasks", "flower"]
 
 
+def test_the_procfile_and_compose_flower_read_the_configuration_that_refuses_an_open_flower() -> None:
+    assert "--conf=flowerconfig.py" in procfile_command("flower")
+    assert "--conf=flowerconfig.py" in SERVICES["flower"]["command"]  # type: ignore[operator]
+    assert (ROOT / "flowerconfig.py").exists()
+    assert "flowerconfig.py" not in (ROOT / ".dockerignore").read_text()
+
+
 def test_docker_compose_config_accepts_the_file_where_compose_is_installed() -> None:
     docker = shutil.which("docker")
     if not docker or subprocess.run([docker, "compose", "version"], capture_output=True).returncode:

@@ -25,6 +25,8 @@ REFUSED = [
     "::",
     "fe80::1",  # link-local
     "fc00::1",  # unique-local
+    "fec0::1",  # site-local (deprecated, RFC 3879)
+    "feff:ffff::1",
     "fd00:ec2::254",  # AWS metadata over IPv6
     "ff02::1",  # multicast
     "::ffff:10.0.0.1",  # IPv4-mapped private
@@ -58,6 +60,27 @@ def test_a_name_resolving_to_a_non_public_address_is_refused(monkeypatch: pytest
     resolving_to(monkeypatch, address)
     with pytest.raises(RefusedDestination, match="refused"):
         destination.check("https://partner.example/hooks")
+
+
+@pytest.mark.usefixtures("no_allowed_networks")
+@pytest.mark.parametrize(
+    ("address", "reason"),
+    [
+        ("169.254.169.254", "169.254.169.254 is link-local (cloud metadata)"),
+        ("fd00:ec2::254", "fd00:ec2::254 is cloud metadata"),
+        ("100.100.100.200", "100.100.100.200 is cloud metadata"),
+        ("169.254.10.1", "169.254.10.1 is link-local;"),
+        ("fe80::1", "fe80::1 is link-local;"),
+        ("fec0::1", "fec0::1 is site-local (deprecated);"),
+        ("10.1.2.3", "10.1.2.3 is private;"),
+        ("::ffff:169.254.169.254", "it embeds 169.254.169.254, and 169.254.169.254 is link-local (cloud metadata)"),
+    ],
+)
+def test_the_refusal_names_what_the_address_is(monkeypatch: pytest.MonkeyPatch, address: str, reason: str) -> None:
+    resolving_to(monkeypatch, address)
+    with pytest.raises(RefusedDestination) as refused:
+        destination.check("https://partner.example/hooks")
+    assert reason in str(refused.value)
 
 
 @pytest.mark.usefixtures("no_allowed_networks")
