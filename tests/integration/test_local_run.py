@@ -211,6 +211,7 @@ def test_the_demo_sends_its_leads_only_to_its_own_subscribers(tmp_path: Path, ma
         "DATABASE_URL": f"sqlite:///{tmp_path / 'webhooks.sqlite3'}",
         "WEBHOOK_ENCRYPTION_KEY": key.read_text().strip(),
         "WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8",
+        "SQS_REGION": "us-east-1",  # as `make run` sets it (local/run.py)
     }
     lead_types = ["--lead-type", "facebook_form", "--lead-type", "instagram_form", "--lead-type", "website_form"]
     for command in (
