@@ -221,6 +221,7 @@ class Response:
     body: str | None
     error: str | None
     duration_ms: float
+    retry_after: str | None = None  # the answer's Retry-After header, as sent
 
     @property
     def ok(self) -> bool:
@@ -250,6 +251,7 @@ def post(destination: Destination, body: bytes, headers: Mapping[str, str]) -> R
         ) as answer:
             text = _read_capped(answer, settings.WEBHOOK_RESPONSE_MAX_BYTES, deadline)
             status = answer.status_code
+            retry_after = answer.headers.get("Retry-After")
     except requests.RequestException as error:
         if isinstance(error, requests.Timeout) or time.monotonic() >= deadline:
             return Response(None, None, f"timeout after {settings.WEBHOOK_TIMEOUT:g} s: {error}", _since(started))
@@ -259,7 +261,7 @@ def post(destination: Destination, body: bytes, headers: Mapping[str, str]) -> R
     error_text = None
     if not 200 <= status < 300:
         error_text = f"HTTP {status}" + (" (redirects are not followed)" if 300 <= status < 400 else "")
-    return Response(status, text, error_text, _since(started))
+    return Response(status, text, error_text, _since(started), retry_after)
 
 
 def _read_capped(answer: requests.Response, limit: int, deadline: float) -> str:
