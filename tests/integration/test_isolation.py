@@ -11,7 +11,9 @@ import hmac
 import json
 import re
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from email.utils import format_datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -53,6 +55,10 @@ def dispatch_to(queue: str, leads: list[dict[str, Any]], **env: str) -> list[str
     return re.findall(r"enqueued delivery ([0-9a-f-]{36})", done.stdout)
 
 
+def succeeded(delivery_id: str) -> bool:
+    return "success" in [row["status"] for row in attempts(delivery_id)]
+
+
 def events(name: str) -> list[tuple[str, str]]:
     with database.platform() as session:
         found = session.execute(
@@ -71,7 +77,7 @@ def test_a_retry_after_on_429_is_honoured_and_a_malformed_one_is_ignored_and_rec
     worker: Worker, receiver: Receiver, subscribe, cli: Cli, value: str, honoured: bool
 ) -> None:
     if value == "http-date":
-        value = format_datetime(clock.now().replace(microsecond=0) + __import__("datetime").timedelta(seconds=4), True)
+        value = format_datetime(clock.now().replace(microsecond=0) + timedelta(seconds=4), True)
     path = f"/retry-after/{quote(value, safe='')}/429/{unique('later')}"
     subscription = subscribe(receiver.url(path))
     [(delivery_id, _, _)] = dispatched(cli, a_lead(subscription.shop))
@@ -96,7 +102,7 @@ def test_a_retry_after_beyond_the_horizon_is_held_to_the_schedule_s_last_attempt
 
     rows = until_statuses(delivery_id, "error", "success", timeout=30)
     failed_at, due = rows[0]["attempted_at"], rows[0]["next_retry_at"]
-    assert isinstance(failed_at, __import__("datetime").datetime) and due is not None
+    assert isinstance(failed_at, datetime) and due is not None
     assert abs((due - failed_at).total_seconds() - 4) < 0.5  # F + 4 s, the tests' last offset: not an hour
     assert rows[1]["retry"] == 1
 
@@ -140,7 +146,7 @@ def test_a_failing_subscriber_s_circuit_opens_for_the_fleet_holds_its_deliveries
         "the circuit to open and close",
     )
     for delivery_id in sent:
-        wait_for(lambda: "success" in [row["status"] for row in attempts(delivery_id)], 60, "every delivery")
+        wait_for(partial(succeeded, delivery_id), 60, "every delivery")
     held = [row for delivery_id in sent for row in attempts(delivery_id) if row["status"] == "held"]
     assert held and all("circuit" in str(row["error"]) for row in held)
     assert "subscriber.circuit_opened" in worker.output() and "attempts failed" in worker.output()
@@ -204,7 +210,7 @@ def test_a_slow_subscriber_gets_at_most_its_in_flight_limit_and_the_others_are_s
 
     wait_for(lambda: len(receiver.to(quick_path)) == 3, 10, "the quick subscriber served meanwhile")
     for delivery_id in slow_ids + quick_ids:
-        wait_for(lambda: "success" in [row["status"] for row in attempts(delivery_id)], 60, "every delivery")
+        wait_for(partial(succeeded, delivery_id), 60, "every delivery")
     arrivals = sorted(request.at for request in receiver.to(slow_path))
     assert len(arrivals) == 6
     most = max(sum(1 for other in arrivals if other <= start < other + 1.9) for start in arrivals)
