@@ -5,4 +5,5 @@ WORKDIR /app
 COPY . .
 RUN pip install ".[local]" && useradd --create-home webhooks && mkdir /shared /spool && chown webhooks /shared /spool
 USER webhooks
-CMD ["celery", "-A", "tasks", "worker", "--pool", "threads", "--concurrency", "8", "--loglevel", "INFO"]
+# The Procfile's worker, word for word (tests/unit/test_deployment_files.py): the Procfile decides
+CMD ["celery", "-A", "tasks", "worker", "--pool", "threads", "--concurrency", "64", "--loglevel", "INFO", "--without-gossip", "--without-mingle"]

@@ -34,6 +34,7 @@ def configure_environment(port: int) -> None:
             "DATABASE_URL": f"mysql+pymysql://root@127.0.0.1:3306/{DB}",
             "WEBHOOK_ENCRYPTION_KEY": base64.b64encode(os.urandom(32)).decode(),
             "SQS_QUEUE": f"soak-{RUN}",
+            "SQS_REGION": "us-east-1",
             "SQS_VISIBILITY_TIMEOUT": "5",
             "SQS_WAIT_TIME_SECONDS": "1",
             "SQS_POLLING_INTERVAL": "0.1",
@@ -54,7 +55,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=10, help="give up after this long")
     options = parser.parse_args()
 
-    from tests.support.services import Moto, Worker, free_port, mysql
+    from local.services import Moto, Worker, free_port, mysql
 
     port = free_port()
     configure_environment(port)
@@ -76,12 +77,12 @@ def main() -> None:
 def soak(leads: int, seed: int, minutes: float, logs: Path, worker_class: type) -> dict[str, object]:
     from sqlalchemy import select
 
+    from local.leads import a_lead
+    from local.recorder import Receiver
     from producer import subscribers
     from producer.dispatch import dispatch_all
     from records import database, migrations
     from records.models import DeliveryAttempt
-    from tests.support.factories import a_lead
-    from tests.support.receiver import Receiver
 
     rng = random.Random(seed)
     migrations.upgrade()

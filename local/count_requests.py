@@ -291,6 +291,7 @@ def main() -> None:
             {
                 "BROKER_URL": f"sqs://count:count@127.0.0.1:{moto.port}",
                 "DATABASE_URL": f"sqlite:///{database}",
+                "SQS_REGION": "us-east-1",
                 "WEBHOOK_ENCRYPTION_KEY": base64.b64encode(os.urandom(32)).decode(),
                 "AWS_ACCESS_KEY_ID": "count",
                 "AWS_SECRET_ACCESS_KEY": "count",

@@ -67,6 +67,7 @@ def environment() -> dict[str, str]:
             raise SystemExit(f"Error: port {env[name]} ({name}) is in use; set {name} to a free port")
     env.setdefault("BROKER_URL", f"sqs://local:local@127.0.0.1:{env['LOCAL_SQS_PORT']}")
     env.setdefault("DATABASE_URL", f"sqlite:///{Path.cwd() / 'webhooks.sqlite3'}")
+    env.setdefault("SQS_REGION", "us-east-1")  # moto answers in any region; AWS needs yours
     if not env.get("WEBHOOK_ENCRYPTION_KEY"):
         env["WEBHOOK_ENCRYPTION_KEY"] = development_key()
     env.setdefault("SQS_WAIT_TIME_SECONDS", "2")
@@ -84,6 +85,7 @@ ENV_FILE = "local.env"
 # What the CLI in another terminal needs to act on this local system.
 SHARED = (
     "BROKER_URL",
+    "SQS_REGION",
     "DATABASE_URL",
     "WEBHOOK_ENCRYPTION_KEY",
     "WEBHOOK_ALLOWED_NETWORKS",

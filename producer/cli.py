@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import click
+from botocore.exceptions import BotoCoreError, ClientError
 from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
@@ -41,6 +43,10 @@ class _Group(click.Group):
             _fail(f"database error ({type(error).__name__}): {_first_line(error)}")
         except BrokerError as error:
             _fail(f"broker error: {_first_line(error)}")
+        except ClientError as error:
+            _fail(f"AWS refused {error.operation_name}: {_aws_message(error)}")
+        except BotoCoreError as error:
+            _fail(f"broker error: {_first_line(error)}")
         except Exception as error:  # never a traceback to a user, unless asked for
             if settings.LOG_LEVEL == "DEBUG":
                 raise
@@ -50,6 +56,13 @@ class _Group(click.Group):
 def _fail(message: str, code: int = 1) -> None:
     click.echo(f"Error: {message}", err=True)
     sys.exit(code)
+
+
+def _aws_message(error: ClientError) -> str:
+    """What AWS said (AccessDenied names the action missing from the IAM policy), on one line."""
+    said = str(error.response.get("Error", {}).get("Message") or error)
+    found = re.search(r"<Message>(.*?)</Message>", said, re.DOTALL)  # an XML body botocore could not parse
+    return _first_line(Exception(found.group(1) if found else said))
 
 
 def _first_line(error: BaseException) -> str:
@@ -387,7 +400,8 @@ def audit() -> None:
     help="Check only the records dated from DATE (UTC) on, and every checkpoint.",
 )
 def verify(since: datetime | None) -> None:
-    """Recompute every record's hashes and chain links; exit 1 naming the first break."""
+    """Recompute every record's hashes, MAC and chain links; exit 1 naming the first break."""
+    settings.check(need_key=True)
     report = trail.verify(settings.AUDIT_DATABASE_URL, since)
     if not report.ok:
         problems = report.sorted_problems()
@@ -402,6 +416,7 @@ def verify(since: datetime | None) -> None:
 @audit.command()
 def checkpoint() -> None:
     """Seal the chains written since the last checkpoint now, and print the checkpoint's hash."""
+    settings.check(need_key=True)
     written = trail.write_checkpoint(settings.AUDIT_DATABASE_URL)
     assert written is not None
     click.echo(
@@ -419,6 +434,7 @@ def checkpoint() -> None:
 )
 def prune(days: int | None) -> None:
     """Delete the audit records older than the retention; the rest still verifies."""
+    settings.check(need_key=True)
     keep = days or settings.AUDIT_RETENTION_DAYS
     before = clock.utcnow() - timedelta(days=keep)
     done = trail.prune(settings.AUDIT_DATABASE_URL, before)
@@ -427,6 +443,22 @@ def prune(days: int | None) -> None:
         f"{canonical.moment(done.before)} (kept {keep} days); checkpoint #{done.checkpoint.seq} carries the trail "
         f"on, hash {done.checkpoint.record_hash}"
     )
+
+
+@audit.command("trail-key")
+def trail_key() -> None:
+    """Print the trail keys (one per WEBHOOK_ENCRYPTION_KEY key, the current first), to check MACs elsewhere.
+
+    Whoever holds a trail key can check the MACs of an evidence file (its verifier's --trail-key),
+    and, with write access to the audit database, forge records: hand it only to an auditor."""
+    settings.check(need_key=True)
+    click.echo(
+        "Warning: with a trail key and write access to the audit database, audit records can be forged; "
+        "hand it only to whoever must check the trail's MACs.",
+        err=True,
+    )
+    for position, key in enumerate(trail.keys.configured()):
+        click.echo(f"trail key {key.id}{' (current)' if position == 0 else ''}: {key.key.hex()}")
 
 
 @main.command("evidence")

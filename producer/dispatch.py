@@ -9,6 +9,7 @@ redelivery: the original's ``webhook-id``, its pending retries superseded).
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ import settings
 from producer import history, leads, subscribers
 from records import deliveries
 from records.models import Subscriber
-from tasks import deliver_webhook, delivery
+from tasks import app, deliver_webhook, delivery
 from tasks.message import DeliveryMessage, summary
 from webhooks.clock import utcnow
 from webhooks.errors import DispatchFailed, InvalidInput
@@ -117,11 +118,11 @@ def plan(raw_leads: Sequence[object], *, again: bool = False) -> Plan:
                 )
                 continue
             delivery = planned(subscriber, lead, redelivery_of=earlier)
-            size = sqs_size(delivery.message)
-            if size > settings.SQS_MAX_MESSAGE_BYTES:
+            size, limit = sqs_size(delivery.message), max_message_bytes()
+            if size > limit:
                 refused.append(
                     f"lead {number}: its message would take about {size:,} bytes on SQS, above the limit of "
-                    f"{settings.SQS_MAX_MESSAGE_BYTES:,} (SQS_MAX_MESSAGE_BYTES): shorten extra_data"
+                    f"{limit:,} (the MaximumMessageSize of queue {settings.SQS_QUEUE}): shorten extra_data"
                 )
                 break
             result.deliveries.append(delivery)
@@ -173,6 +174,21 @@ def redeliver(delivery_id: str) -> PlannedDelivery:
     redelivery = planned(subscribers.named(sent.webhook), lead, redelivery_of=delivery_id)
     enqueue_all([redelivery])
     return redelivery
+
+
+_max_bytes: dict[str, int] = {}
+_max_bytes_lock = threading.Lock()
+
+
+def max_message_bytes() -> int:
+    """The ``MaximumMessageSize`` of the deliveries' queue, read from SQS once per process (the
+    queue is created if missing, as the first publish would)."""
+    with _max_bytes_lock:
+        if settings.SQS_QUEUE not in _max_bytes:
+            with app.connection_for_write() as connection:
+                channel = connection.default_channel
+                _max_bytes[settings.SQS_QUEUE] = int(channel.max_message_bytes(settings.SQS_QUEUE))
+        return _max_bytes[settings.SQS_QUEUE]
 
 
 def sqs_size(message: Mapping[str, Any]) -> int:

@@ -1,4 +1,4 @@
-"""The canonical form of audit records and checkpoints, and their SHA-256 hashes (format 1).
+"""The canonical form of audit records and checkpoints, their SHA-256 hashes (format 1), and their MACs.
 
 Pure functions, no database: the writer, ``webhooks audit verify`` and the evidence
 export all hash through here, and a third party can redo it from ``SPEC`` alone.
@@ -13,11 +13,18 @@ A delivery attempt has two hashes:
 So a chain can be checked from the links alone (without the other leads' data), and
 a record's content from its ``content_hash``. A checkpoint hashes
 ``{"type": "checkpoint/1", "seq", "kind", "created_at", "prev_hash", "heads", "floors", "detail"}``.
+
+The hashes are public (anyone can recompute them), so they show a change but not who made
+it. Each record and checkpoint also carries a MAC: HMAC-SHA256 of its hash under the
+*trail key*, derived from an encryption key (WEBHOOK_ENCRYPTION_KEY) that the database
+never holds, and the id of that trail key (``key_id``, which reveals nothing of it).
+Someone with write access to the database alone can recompute the hashes, not the MACs.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -69,7 +76,16 @@ next record has seq + 1, the id and record_hash of the one before it.
 checkpoint hash = SHA-256(canonical({"type": "checkpoint/1", seq, kind, created_at, prev_hash,
   heads, floors, detail})); heads maps a chain to {"id", "seq", "hash"} of its last record
   at that time; checkpoints form one chain of their own (seq 1, 2, … and prev_hash).
+MACs. trail key = BLAKE2b (32-byte digest) keyed with the 32 bytes of an encryption key, of the
+  ASCII message "lead-webhooks audit trail v1"; key_id = hex BLAKE2b (8-byte digest) keyed with
+  the trail key, of "lead-webhooks audit trail key id v1".
+record mac     = hex HMAC-SHA256(trail key, "record " + record_hash), in ASCII.
+checkpoint mac = hex HMAC-SHA256(trail key, "checkpoint " + checkpoint hash), in ASCII.
 """
+
+
+TRAIL_KEY_CONTEXT = b"lead-webhooks audit trail v1"
+KEY_ID_CONTEXT = b"lead-webhooks audit trail key id v1"
 
 
 def canonical(value: Any) -> bytes:
@@ -163,3 +179,21 @@ def checkpoint_hash(
     detail: Mapping[str, Any],
 ) -> str:
     return sha256(canonical(checkpoint(seq, kind, created_at, prev_hash, heads, floors, detail)))
+
+
+def trail_key(encryption_key: bytes) -> bytes:
+    """The key of the trail's MACs, derived from an encryption key (never the key itself)."""
+    return hashlib.blake2b(TRAIL_KEY_CONTEXT, key=encryption_key, digest_size=32).digest()
+
+
+def key_id(trail_key: bytes) -> str:
+    """The public name of a trail key: 16 hex digits that reveal nothing of it."""
+    return hashlib.blake2b(KEY_ID_CONTEXT, key=trail_key, digest_size=8).hexdigest()
+
+
+def record_mac(trail_key: bytes, record_digest: str) -> str:
+    return hmac.digest(trail_key, b"record " + record_digest.encode("utf-8"), "sha256").hex()
+
+
+def checkpoint_mac(trail_key: bytes, checkpoint_digest: str) -> str:
+    return hmac.digest(trail_key, b"checkpoint " + checkpoint_digest.encode("utf-8"), "sha256").hex()

@@ -5,14 +5,22 @@
 - ``deliveries``: each delivery of the lead (one per subscriber), each attempt with its
   record in canonical form (URL, headers with the signatures and webhook-id, the exact
   body, times, HTTP status, error, response), the body's bytes in base64 and their SHA-256,
-  and the record's link in its chain (chain, seq, prev_id, prev_hash, content_hash, record_hash);
+  and the record's link in its chain (chain, seq, prev_id, prev_hash, content_hash, record_hash,
+  and the MAC of record_hash with the id of its trail key);
 - ``chains``: for each chain holding an attempt, the links (no content: other leads' records
   stay private) from the lead's first record to the head sealed by a checkpoint;
-- ``checkpoints``: the checkpoints from the first that seals one of those chains to the latest;
+- ``checkpoints``: the checkpoints from the first that seals one of those chains to the latest,
+  each with its MAC and the id of its trail key;
 - ``canonicalization`` (records.canonical.SPEC), ``how_to_check``, and ``verifier``: the
   source of records/evidence_check.py, a standard-library script that redoes every check.
 
 ``render`` turns the document into text for a person.
+
+Who can check what: anyone, with the document alone, the hashes and links (that the content,
+the chains and the checkpoints hold together); the subscriber, with its secret, the HMAC
+signatures of the bodies sent; whoever holds the trail key (``webhooks audit trail-key``
+prints it), the MACs: that a holder of WEBHOOK_ENCRYPTION_KEY wrote the records and the
+checkpoints, not someone with write access to the database alone.
 """
 
 from __future__ import annotations
@@ -29,10 +37,11 @@ from sqlalchemy import select
 
 from records import canonical, database
 from records.models import AuditCheckpoint, DeliveryAttempt
+from records.trail import keys
 from webhooks import clock
 from webhooks.errors import InvalidInput
 
-FORMAT = "lead-webhooks-evidence/1"
+FORMAT = "lead-webhooks-evidence/2"
 VERIFIER = Path(__file__).with_name("evidence_check.py")
 HOW_TO_CHECK = [
     "Save the verifier: python3 -c \"import json,sys; print(json.load(open(sys.argv[1]))['verifier'])\" "
@@ -47,6 +56,10 @@ HOW_TO_CHECK = [
     "Each link in 'chains' holds the id and record_hash of the link before it; the last one is the head "
     "that checkpoint 'sealed_by' recorded; checkpoints chain by prev_hash, and a checkpoint hash noted "
     "outside this database, if you were given one, should be among them.",
+    "With the trail key (64 hex digits, `webhooks audit trail-key` prints it to the operator): "
+    "python3 check.py EVIDENCE.json --trail-key KEY also recomputes each MAC, HMAC-SHA256(trail key, "
+    "'record ' + record_hash) and HMAC-SHA256(trail key, 'checkpoint ' + checkpoint hash): they show that "
+    "a holder of the service's encryption key wrote them (see 'canonicalization').",
 ]
 
 
@@ -63,6 +76,8 @@ def _link(row: Any) -> dict[str, Any]:
         "prev_hash": row.prev_hash,
         "content_hash": row.content_hash,
         "record_hash": row.record_hash,
+        "key_id": row.key_id,
+        "mac": row.mac,
     }
 
 
@@ -83,10 +98,12 @@ def _checkpoint(checkpoint: AuditCheckpoint) -> dict[str, Any]:
             if name != "type"
         },
         "record_hash": checkpoint.record_hash,
+        "key_id": checkpoint.key_id,
+        "mac": checkpoint.mac,
     }
 
 
-def _attempt(row: DeliveryAttempt, sealed_by: int | None) -> dict[str, Any]:
+def _attempt(row: DeliveryAttempt, sealed_by: int | None, trail_keys: dict[str, bytes]) -> dict[str, Any]:
     fields = _fields(row)
     record = canonical.content(fields)
     body = row.request_body.encode("utf-8")
@@ -105,6 +122,10 @@ def _attempt(row: DeliveryAttempt, sealed_by: int | None) -> dict[str, Any]:
             "record_hash": canonical.record_hash(row.chain, row.seq, row.prev_id, row.prev_hash, row.content_hash)
             == row.record_hash,
         },
+        # None: its trail key is not configured here (the operator's WEBHOOK_ENCRYPTION_KEY)
+        "mac_authentic": keys.record_authentic(trail_keys, row.key_id, row.mac, row.record_hash)
+        if row.key_id in trail_keys
+        else None,
     }
 
 
@@ -116,6 +137,7 @@ def _sealer(checkpoints: Sequence[AuditCheckpoint], chain: str, seq: int) -> Aud
 def collect(url: str, lead_id: str, webhook: str | None = None, now: datetime | None = None) -> dict[str, Any]:
     """The evidence document of ``lead_id`` (to ``webhook`` only, when given)."""
     table = DeliveryAttempt.__table__.c
+    trail_keys = {key.id: key.key for key in keys.configured()}
     with database.session(url) as session:
         query = select(DeliveryAttempt).where(DeliveryAttempt.lead_id == lead_id)
         if webhook is not None:
@@ -134,7 +156,7 @@ def collect(url: str, lead_id: str, webhook: str | None = None, now: datetime | 
             end = sealer.heads[chain]["seq"] if sealer else max(seqs)
             links = session.execute(
                 select(table.id, table.chain, table.seq, table.prev_id, table.prev_hash, table.content_hash)
-                .add_columns(table.record_hash)
+                .add_columns(table.record_hash, table.key_id, table.mac)
                 .where(table.chain == chain, table.seq >= min(seqs), table.seq <= end)
                 .order_by(table.seq)
             )
@@ -146,7 +168,7 @@ def collect(url: str, lead_id: str, webhook: str | None = None, now: datetime | 
                 row.delivery_id,
                 {"delivery_id": row.delivery_id, "webhook": row.webhook, "url": row.url, "attempts": []},
             )
-            delivery["attempts"].append(_attempt(row, chains[row.chain]["sealed_by"]))
+            delivery["attempts"].append(_attempt(row, chains[row.chain]["sealed_by"], trail_keys))
         for delivery in deliveries.values():
             delivery["outcome"] = delivery["attempts"][-1]["record"]["status"]
 
@@ -225,6 +247,11 @@ def render(document: dict[str, Any]) -> str:
             lines.append(_indent(record["response_body"]))
             checked = attempt["hashes_recomputed"]
             verdict = "recomputed, match" if all(checked.values()) else f"DO NOT MATCH: {checked}"
+            authentic = {
+                True: f"authenticates under trail key {link['key_id']}",
+                False: "DOES NOT AUTHENTICATE (written or changed without the trail key)",
+                None: f"not checked (trail key {link['key_id']} is not configured here)",
+            }[attempt["mac_authentic"]]
             sealed = f"sealed by checkpoint #{attempt['sealed_by']}" if attempt["sealed_by"] else "not sealed yet"
             lines += [
                 f"    record {attempt['id']}: chain {link['chain']}, seq {link['seq']}, {sealed}",
@@ -233,6 +260,7 @@ def render(document: dict[str, Any]) -> str:
                 f"      prev_hash    {link['prev_hash']} "
                 + (f"(record {link['prev_id']})" if link["prev_id"] is not None else "(the chain's start)"),
                 f"      hashes: {verdict}",
+                f"      MAC: {authentic}",
             ]
     lines.append("")
     if document["checkpoints"]:

@@ -16,6 +16,7 @@ Moment = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 # MySQL's FLOAT is single precision and reads back with 6 digits: a hashed value needs DOUBLE.
 Double = Float().with_variant(mysql.DOUBLE(asdecimal=False), "mysql", "mariadb")
 Hash = String(64)  # lowercase hex SHA-256
+KeyId = String(16)  # a trail key's id (records.canonical.key_id), never the key
 
 
 class Base(DeclarativeBase):
@@ -111,6 +112,7 @@ class DeliveryAttempt(Base):
 
     Each row is a link of a hash chain (records.canonical): one chain per writer (a worker
     thread), numbered by ``seq``; the unique (chain, seq) keeps two writers from forking one.
+    Its ``mac`` shows that a holder of the trail key wrote it (records.trail).
     """
 
     __tablename__ = "delivery_attempts"
@@ -139,6 +141,8 @@ class DeliveryAttempt(Base):
     prev_hash: Mapped[str] = mapped_column(Hash)  # its record_hash (64 zeros for seq 1)
     content_hash: Mapped[str] = mapped_column(Hash)  # SHA-256 of this record's canonical content
     record_hash: Mapped[str] = mapped_column(Hash)  # SHA-256 of (chain, seq, prev_id, prev_hash, content_hash)
+    key_id: Mapped[str | None] = mapped_column(KeyId, nullable=True)  # the trail key of its MAC (schema 0004)
+    mac: Mapped[str | None] = mapped_column(Hash, nullable=True)  # HMAC-SHA256 of record_hash under that key
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -183,8 +187,10 @@ class AuditCheckpoint(Base):
     prev_hash: Mapped[str] = mapped_column(Hash)
     heads: Mapped[dict[str, Any]] = mapped_column(JSON)  # chain -> {"id", "seq", "hash"} of its last record
     floors: Mapped[dict[str, Any]] = mapped_column(JSON)  # chain -> {"id", "seq", "hash"} of its last deleted record
-    detail: Mapped[dict[str, Any]] = mapped_column(JSON)  # counts, prune cutoff, checkpoint floor
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON)  # record id window, counts, prune cutoff, checkpoint floor
     record_hash: Mapped[str] = mapped_column(Hash)
+    key_id: Mapped[str | None] = mapped_column(KeyId, nullable=True)  # the trail key of its MAC (schema 0004)
+    mac: Mapped[str | None] = mapped_column(Hash, nullable=True)  # HMAC-SHA256 of record_hash under that key
 
 
 def _iso(moment: datetime) -> str:

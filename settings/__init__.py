@@ -147,21 +147,29 @@ def _keys(name: str) -> tuple[bytes, ...]:
 
 _STATE_HOME = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
 
+
+def _aws_region() -> str:
+    """The region boto3 resolves (AWS_DEFAULT_REGION, then the profile's), else AWS_REGION, else ""."""
+    import boto3  # read once, at import, like every setting
+
+    return boto3.session.Session().region_name or os.environ.get("AWS_REGION", "").strip()
+
+
 # --- Broker (Amazon SQS through kombu) ------------------------------------------------
 # sqs://KEY:SECRET@HOST:PORT for an emulator; sqs:// on AWS
 BROKER_URL: str = _text("BROKER_URL", "sqs://")
-# AWS region of the queue (also used to sign requests)
-SQS_REGION: str = _text("SQS_REGION", "us-east-1")
+# AWS region of the queues and topics (and of the signatures); default: boto3's own region
+SQS_REGION: str = _text("SQS_REGION", "") or _aws_region()
 # name of the SQS queue the deliveries go through
 SQS_QUEUE: str = _text("SQS_QUEUE", "webhooks")
-# s before an unacknowledged message comes back
+# starts the name of every queue and SNS topic (one per environment sharing an account)
+SQS_QUEUE_PREFIX: str = _text("SQS_QUEUE_PREFIX", "")
+# s before an unacknowledged (or handed back) message comes back (at most 43200, SQS's limit)
 SQS_VISIBILITY_TIMEOUT: int = _integer("SQS_VISIBILITY_TIMEOUT", 900, minimum=1)
 # SQS long-poll wait (0-20 s)
 SQS_WAIT_TIME_SECONDS: int = _integer("SQS_WAIT_TIME_SECONDS", 10, minimum=0)
 # s the worker waits after an empty poll
 SQS_POLLING_INTERVAL: float = _number("SQS_POLLING_INTERVAL", 1.0, minimum=0)
-# the queue's MaximumMessageSize; bigger leads are refused at dispatch
-SQS_MAX_MESSAGE_BYTES: int = _integer("SQS_MAX_MESSAGE_BYTES", 1_048_576, minimum=1024)
 # longest DelaySeconds SQS accepts; longer waits hop
 SQS_MAX_DELAY: int = _integer("SQS_MAX_DELAY", 900, minimum=1)
 # events and remote control for Flower and `celery inspect` (needs SNS; see Monitoring)
@@ -254,6 +262,24 @@ if SQS_WAIT_TIME_SECONDS > 20:
     _problems.append(f"SQS_WAIT_TIME_SECONDS={SQS_WAIT_TIME_SECONDS} must be at most 20 (an SQS limit)")
 if SQS_MAX_DELAY > 900:
     _problems.append(f"SQS_MAX_DELAY={SQS_MAX_DELAY} must be at most 900 (an SQS limit)")
+if SQS_VISIBILITY_TIMEOUT > 43_200:
+    _problems.append(f"SQS_VISIBILITY_TIMEOUT={SQS_VISIBILITY_TIMEOUT} must be at most 43200 (12 hours, an SQS limit)")
+if not SQS_REGION:
+    _problems.append(
+        "SQS_REGION is not set and no AWS region is configured (AWS_DEFAULT_REGION, the profile's region "
+        "or AWS_REGION): set SQS_REGION to the region of your queues, e.g. SQS_REGION=eu-west-1"
+    )
+if SQS_QUEUE.endswith(".fifo"):
+    _problems.append(
+        f"SQS_QUEUE={SQS_QUEUE!r}: FIFO queues (.fifo) are not supported: they refuse a per-message "
+        "DelaySeconds, which every retry and wait uses (kombu drops it, so each wait would come back "
+        "at once, in a loop); use a standard queue"
+    )
+elif not re.fullmatch(r"[A-Za-z0-9_.-]{1,80}", SQS_QUEUE_PREFIX + SQS_QUEUE):
+    _problems.append(
+        f"SQS_QUEUE_PREFIX={SQS_QUEUE_PREFIX!r} and SQS_QUEUE={SQS_QUEUE!r}: together at most 80 letters, "
+        "digits, -, _ or . (a dot becomes -), an SQS limit on queue names"
+    )
 
 
 def check(*, need_key: bool = True) -> None:

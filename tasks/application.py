@@ -30,6 +30,8 @@ app.conf.update(
     broker_transport="tasks.transport:Transport",
     broker_transport_options={
         "region": settings.SQS_REGION,
+        # starts every queue and SNS topic name: environments sharing an account stay apart
+        "queue_name_prefix": settings.SQS_QUEUE_PREFIX,
         "visibility_timeout": settings.SQS_VISIBILITY_TIMEOUT,
         "wait_time_seconds": settings.SQS_WAIT_TIME_SECONDS,
         "polling_interval": settings.SQS_POLLING_INTERVAL,
@@ -115,7 +117,8 @@ def _stop_checkpoints(**_: Any) -> None:
     audit.stop_checkpoints()
 
 
-@app.task(bind=True, name="tasks.deliver_webhook", max_retries=None)
+# Request: what monitors (inspect, Flower) see of a task is its summary (tasks/monitoring.py)
+@app.task(bind=True, name="tasks.deliver_webhook", max_retries=None, Request="tasks.monitoring:SummaryRequest")
 def deliver_webhook(self: Task, delivery: dict[str, Any]) -> None:
     """Deliver one lead to one subscriber (the message: tasks.message.DeliveryMessage).
 

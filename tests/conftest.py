@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from tests.support.receiver import Receiver
-from tests.support.services import Moto, Worker, free_port, mysql, mysql_reachable
+from local.recorder import Receiver
+from local.services import Moto, Worker, free_port, mysql, mysql_reachable
 
 RUN = uuid.uuid4().hex[:8]
 MOTO_PORT = free_port()

@@ -13,6 +13,8 @@ assert url, "records.migrations.config sets sqlalchemy.url"
 
 connectable = create_engine(url, poolclass=pool.NullPool)
 with connectable.connect() as connection:
-    context.configure(connection=connection, target_metadata=target_metadata)
+    # One transaction per migration: on MySQL DDL commits at once, so the version must move with each step
+    # (an upgrade refused half-way then resumes where it stopped).
+    context.configure(connection=connection, target_metadata=target_metadata, transaction_per_migration=True)
     with context.begin_transaction():
         context.run_migrations()

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from tests.support.services import BIN, ROOT, mysql
+from local.services import BIN, ROOT, mysql
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -34,9 +34,9 @@ class Subscription:
 def subscriber_at(url: str, lead_types: Sequence[str] = ("facebook_form",)) -> Subscription:
     """A subscriber configured in the platform database (without the CLI), for tests that build
     their own messages."""
+    from local.leads import unique
     from producer import subscribers
     from tasks import signature
-    from tests.support.factories import unique
 
     name, shop = unique("sub"), unique("shop")
     secret = subscribers.configure(name, url, lead_types, [shop])
@@ -45,7 +45,8 @@ def subscriber_at(url: str, lead_types: Sequence[str] = ("facebook_form",)) -> S
 
 def message_to(subscription: Subscription, **fields: Any) -> dict[str, Any]:
     """A sealed delivery message of a fresh lead to ``subscription`` (``fields`` override)."""
-    from tests.support.factories import a_lead, a_message
+    from local.leads import a_lead
+    from tests.support.factories import a_message
 
     values = {"lead": a_lead(subscription.shop), **fields}
     built: dict[str, Any] = a_message(subscriber_id=subscription.id, webhook=subscription.name, **values).sealed()
@@ -69,7 +70,7 @@ def cli(database: str) -> Cli:
 @pytest.fixture
 def subscribe(cli: Cli) -> Callable[..., Subscription]:
     """Configure a subscriber with a unique name and shop id through the CLI."""
-    from tests.support.factories import unique
+    from local.leads import unique
 
     def make(url: str, lead_types: Sequence[str] = ("facebook_form",), shop: str | None = None) -> Subscription:
         name, shop = unique("sub"), shop or unique("shop")

@@ -17,7 +17,7 @@ from kombu.asynchronous import Hub, set_event_loop
 from kombu.connection import Connection
 from kombu.entity import Exchange, Queue
 
-from tests.support.services import wait_for
+from local.services import wait_for
 
 OPTIONS = {"region": "us-east-1", "wait_time_seconds": 1, "visibility_timeout": 60, "ack_batch_window": 3600}
 

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
+from local.services import mysql
 from records import database, trail
 from tasks import audit
 from tests.integration.conftest import attempts
-from tests.support.services import mysql
 from webhooks import clock
 
 

@@ -9,9 +9,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from local.recorder import Receiver
 from tasks import delivery
 from tests.integration.conftest import attempts, message_to, subscriber_at
-from tests.support.receiver import Receiver
 
 
 @pytest.fixture

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from local.leads import unique
+from local.recorder import Receiver
+from local.services import Worker, wait_for
 from tasks import deliver_webhook
 from tests.conftest import DB_NAME
 from tests.integration.conftest import attempts, message_to, run_cli, subscriber_at
-from tests.support.factories import unique
 from tests.support.proxy import Proxy
-from tests.support.receiver import Receiver
-from tests.support.services import Worker, wait_for
 
 
 @pytest.fixture

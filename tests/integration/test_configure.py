@@ -8,9 +8,9 @@ import os
 import pytest
 from sqlalchemy import text
 
+from local.leads import unique
 from records import database
 from tests.integration.conftest import Cli, run_cli
-from tests.support.factories import unique
 from webhooks.errors import UndecryptableSecret
 
 

@@ -13,11 +13,12 @@ import standardwebhooks
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from local.leads import a_lead, unique
+from local.recorder import Receiver
+from local.services import Worker, wait_for
 from producer.leads import FIELDS
 from tests.integration.conftest import Cli, attempts, deliveries_json, queue_bodies, run_cli
-from tests.support.factories import a_lead, decoded_layers, task_kwargs, unique
-from tests.support.receiver import Receiver
-from tests.support.services import Worker, wait_for
+from tests.support.factories import decoded_layers, task_kwargs
 
 ENQUEUED = re.compile(r"enqueued delivery ([0-9a-f-]{36}) lead ([0-9a-f-]{36}) to (\S+)")
 
@@ -241,7 +242,7 @@ def test_a_large_dispatch_on_a_terminal_shows_a_progress_bar_and_a_summary(sqs, 
     import pty
     import subprocess
 
-    from tests.support.services import BIN, ROOT
+    from local.services import BIN, ROOT
 
     subscription = subscribe("http://127.0.0.1:9/never")
     queue = unique("progress")
@@ -283,7 +284,21 @@ def test_a_lead_too_big_for_sqs_is_refused_at_dispatch_and_nothing_is_enqueued(s
 
     assert done.returncode == 1
     assert "lead 2: its message would take about" in done.stderr
-    assert "above the limit of 1,048,576 (SQS_MAX_MESSAGE_BYTES)" in done.stderr
+    assert f"above the limit of 1,048,576 (the MaximumMessageSize of queue {queue})" in done.stderr
+    assert queue_bodies(sqs, queue) == []
+
+
+def test_the_size_limit_is_the_queue_s_own_maximum_message_size(sqs, subscribe) -> None:
+    subscription = subscribe("http://127.0.0.1:9/never")
+    queue = unique("small")  # as ElasticMQ's queues, or an SQS queue created before 1 MiB messages
+    sqs.create_queue(QueueName=queue, Attributes={"MaximumMessageSize": "262144"})
+    small, big = a_lead(subscription.shop), a_lead(subscription.shop, extra_data={"notes": "x" * 200_000})
+
+    done = run_cli("dispatch", input=json.dumps([small, big]), env={"SQS_QUEUE": queue})
+
+    assert done.returncode == 1
+    assert "lead 2: its message would take about" in done.stderr
+    assert f"above the limit of 262,144 (the MaximumMessageSize of queue {queue})" in done.stderr
     assert queue_bodies(sqs, queue) == []
 
 

@@ -12,10 +12,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from local.leads import a_lead, unique
+from local.recorder import Receiver
+from local.services import Worker, wait_for
 from tests.integration.conftest import Cli, attempts, run_cli
-from tests.support.factories import a_lead, unique
-from tests.support.receiver import Receiver
-from tests.support.services import Worker, wait_for
 
 
 def evidence(cli: Cli, *args: str) -> tuple[str, dict[str, Any]]:
@@ -77,6 +77,7 @@ def test_the_evidence_of_a_retried_delivery_lists_every_attempt_and_its_hmacs_re
         assert headers["X-Hub-Signature-256"] == "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
         assert headers["X-Hub-Signature"] == "sha1=" + hmac.new(secret, body, hashlib.sha1).hexdigest()
         assert attempt["hashes_recomputed"] == {"content_hash": True, "record_hash": True}
+        assert attempt["mac_authentic"] is True
         assert attempt["sealed_by"] in {checkpoint["seq"] for checkpoint in document["checkpoints"]}
     assert subscription.secret not in json.dumps(document)
 
@@ -86,6 +87,7 @@ def test_the_evidence_of_a_retried_delivery_lists_every_attempt_and_its_hmacs_re
         assert f"Attempt {number} of 3: retry {retry}, " in text
     assert posts[0].body.decode() in text
     assert "hashes: recomputed, match" in text and "sealed by checkpoint #" in text
+    assert "MAC: authenticates under trail key " in text
 
     # A third party: the verifier from the document itself, the standard library, the secret.
     evidence_file = tmp_path / "evidence.json"
@@ -109,6 +111,41 @@ def test_the_evidence_of_a_retried_delivery_lists_every_attempt_and_its_hmacs_re
     )
     assert wrong.returncode == 1
     assert wrong.stdout.count("FAILED") == 6  # two signatures on each of the three attempts
+    assert "MACs not checked: no --trail-key given" in checked.stdout
+
+    # An auditor given the trail key by the operator checks the MACs too: a holder of the key wrote them.
+    printed = cli("audit", "trail-key")
+    assert printed.exit_code == 0, printed.output
+    key_id, trail_key = printed.stdout.split()[2], printed.stdout.split()[-1]
+    with_key = subprocess.run(
+        [sys.executable, "-I", str(checker), str(evidence_file), "--trail-key", trail_key],
+        capture_output=True,
+        text=True,
+    )
+    assert with_key.returncode == 0, with_key.stdout + with_key.stderr
+    assert with_key.stdout.count(f"MAC under trail key {key_id}") >= 3 + 3 + 1  # attempts, their links, a checkpoint
+    assert "FAILED" not in with_key.stdout and "not checked" not in with_key.stdout
+    other = subprocess.run(
+        [sys.executable, "-I", str(checker), str(evidence_file), "--trail-key", "ab" * 32],
+        capture_output=True,
+        text=True,
+    )
+    assert other.returncode == 1  # every MAC names a trail key that was not given
+    assert (
+        f"FAILED  checkpoint #{document['checkpoints'][-1]['seq']}: MAC under trail key {key_id}, which was not given"
+        in other.stdout
+    )
+
+    # A record the database alone could have changed, MAC and all: the MAC gives it away.
+    document["deliveries"][0]["attempts"][0]["link"]["mac"] = "0" * 64
+    evidence_file.write_text(json.dumps(document), encoding="utf-8")
+    forged = subprocess.run(
+        [sys.executable, "-I", str(checker), str(evidence_file), "--trail-key", trail_key],
+        capture_output=True,
+        text=True,
+    )
+    assert forged.returncode == 1
+    assert forged.stdout.count("FAILED") == 1 and f": MAC under trail key {key_id}" in forged.stdout
 
     # The session's trail, written by the worker's pool threads, still verifies.
     verified = cli("audit", "verify")

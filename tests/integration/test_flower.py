@@ -22,12 +22,13 @@ from botocore.exceptions import ClientError
 from kombu.connection import Connection
 from kombu.entity import Exchange, Queue
 
+from local.leads import a_lead, unique
+from local.recorder import Receiver
+from local.services import BIN, ROOT, Flower, Worker, procfile_command, wait_for
 from tasks import app, deliver_webhook
+from tasks.message import summary
 from tasks.transport import LEASE_TAG, sweep
 from tests.integration.conftest import Cli, attempts, message_to, run_cli, subscriber_at
-from tests.support.factories import a_lead, unique
-from tests.support.receiver import Receiver
-from tests.support.services import BIN, ROOT, Flower, Worker, wait_for
 
 QUEUE = unique("events")
 ENV = {"SQS_QUEUE": QUEUE, "WORKER_EVENTS": "1"}
@@ -270,3 +271,38 @@ def test_a_malformed_worker_events_switch_is_named_at_start(database: str) -> No
     assert done.returncode != 0
     assert "WORKER_EVENTS='maybe' is not a switch" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_inspect_shows_reserved_active_and_scheduled_tasks_by_their_summary_never_the_lead(
+    database: str, moto: object, receiver: Receiver, logs: Path
+) -> None:
+    queue = unique("inspected")
+    env = {"SQS_QUEUE": queue, "WORKER_EVENTS": "1", "WEBHOOK_TIMEOUT": "60"}
+    command = procfile_command("worker")
+    command[command.index("--concurrency") + 1] = "1"  # one task at a time: the next one waits, reserved
+    slow = Worker(logs / f"{queue}.log", env, command=[*command, "--prefetch-multiplier", "2"])
+    try:
+        busy = [message(receiver.url(f"/slow/30/{unique('busy')}")) for _ in range(2)]
+        later = message(receiver.url(f"/ok/{unique('later')}"))
+        for delivery in busy:
+            deliver_webhook.apply_async(kwargs={"delivery": delivery}, queue=queue, kwargsrepr=summary(delivery))
+        deliver_webhook.apply_async(kwargs={"delivery": later}, queue=queue, countdown=600, kwargsrepr=summary(later))
+
+        def tasks_of(command: str) -> list[dict[str, Any]]:
+            done = inspect(command, "--destination", slow.name, "--timeout", "5", "--json", SQS_QUEUE=queue)
+            assert done.returncode == 0, done.stdout + done.stderr
+            assert "john@example.com" not in done.stdout  # the lead's personal data
+            tasks: list[dict[str, Any]] = json.loads(done.stdout.strip().splitlines()[-1])[slow.name]
+            return tasks
+
+        active = wait_for(lambda: tasks_of("active"), 60, "a task under way")
+        reserved = wait_for(lambda: tasks_of("reserved"), 60, "a task waiting for the busy thread")
+        scheduled = wait_for(lambda: tasks_of("scheduled"), 60, "the task due in 10 minutes")
+    finally:
+        slow.kill()  # its tasks go back to its own queue: nothing else reads it
+
+    shown = {task["kwargs"] for task in active + reserved} | {entry["request"]["kwargs"] for entry in scheduled}
+    assert shown == {summary(delivery) for delivery in [*busy, later]}
+    for task in active + reserved + [entry["request"] for entry in scheduled]:
+        assert task["args"] == "()"
+        assert "sealed_secret" not in json.dumps(task) and "Doe" not in json.dumps(task)

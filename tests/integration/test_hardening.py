@@ -11,10 +11,11 @@ from typing import Any
 
 import pytest
 
+from local.leads import unique
+from local.recorder import Receiver
 from tasks import delivery, destination, sender
 from tests.integration.conftest import attempts
-from tests.support.factories import a_message, a_state, unique
-from tests.support.receiver import Receiver
+from tests.support.factories import a_message, a_state
 
 
 def a_delivery(url: str) -> tuple[Any, Any]:

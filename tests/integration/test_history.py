@@ -6,11 +6,11 @@ import json
 from datetime import timedelta
 from functools import partial
 
+from local.leads import a_lead, unique
+from local.recorder import Receiver
+from local.services import Worker, wait_for
 from tests.integration.conftest import Cli, attempts
 from tests.integration.test_delivery import dispatched
-from tests.support.factories import a_lead, unique
-from tests.support.receiver import Receiver
-from tests.support.services import Worker, wait_for
 from webhooks import clock
 
 

@@ -14,12 +14,12 @@ import time
 from datetime import timedelta
 from urllib.parse import urlsplit
 
+from local.leads import a_lead, unique
+from local.recorder import Receiver
+from local.services import Worker, wait_for
 from producer import subscribers
 from tests.integration.conftest import Cli, attempts, run_cli
 from tests.integration.test_delivery import dispatched
-from tests.support.factories import a_lead, unique
-from tests.support.receiver import Receiver
-from tests.support.services import Worker, wait_for
 from webhooks import clock
 
 

@@ -12,7 +12,7 @@ import uuid
 from pathlib import Path
 from urllib.request import urlopen
 
-from tests.support.services import BIN, free_port, wait_for
+from local.services import BIN, free_port, wait_for
 
 
 def processes_marked(mark: str) -> list[int]:

@@ -10,11 +10,12 @@ from pathlib import Path
 
 from sqlalchemy import text
 
+from local.leads import a_lead, unique
+from local.recorder import Receiver
+from local.services import Worker, wait_for
 from records import database
 from tests.integration.conftest import Cli, attempts, queue_bodies, run_cli
-from tests.support.factories import a_lead, decoded_layers, unique
-from tests.support.receiver import Receiver
-from tests.support.services import Worker, wait_for
+from tests.support.factories import decoded_layers
 
 
 def finished(delivery_id: str) -> bool:

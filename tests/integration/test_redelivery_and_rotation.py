@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import time
 
+from local.leads import a_lead, unique
+from local.recorder import Receiver
+from local.services import Worker, wait_for
 from tasks import signature
 from tests.integration.conftest import Cli, attempts, run_cli
 from tests.integration.test_delivery import dispatched
-from tests.support.factories import a_lead, unique
-from tests.support.receiver import Receiver
-from tests.support.services import Worker, wait_for
 
 
 def test_redeliver_sends_the_lead_again_as_a_new_delivery_recorded_as_a_redelivery(

@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from local.leads import unique
+from local.recorder import Receiver
+from local.services import Worker, wait_for
 from records import database
 from records.models import Subscriber
 from tasks import deliver_webhook
 from tests.integration.conftest import attempts, message_to, subscriber_at
-from tests.support.factories import unique
-from tests.support.receiver import Receiver
-from tests.support.services import Worker, wait_for
 from webhooks import clock, secretbox
 
 
@@ -212,9 +212,9 @@ def test_an_unexpected_error_leaves_nothing_lost_the_message_comes_back_until_it
 ) -> None:
     from sqlalchemy import create_engine, text
 
+    from local.services import mysql
     from tests.conftest import DB_NAME
     from tests.integration.conftest import run_cli
-    from tests.support.services import mysql
 
     bare = f"{DB_NAME}_bare"
     bare_url = f"mysql+pymysql://root@127.0.0.1:3306/{bare}"

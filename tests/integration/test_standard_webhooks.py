@@ -20,12 +20,12 @@ import standardwebhooks
 import standardwebhooks.webhooks
 import svix.webhooks
 
+from local.leads import a_lead, unique
+from local.recorder import Received, Receiver
+from local.services import Worker, wait_for
 from tasks import signature
 from tests.integration.conftest import Cli, attempts, run_cli
 from tests.integration.test_delivery import dispatched
-from tests.support.factories import a_lead, unique
-from tests.support.receiver import Received, Receiver
-from tests.support.services import Worker, wait_for
 
 LIBRARIES: dict[str, type[standardwebhooks.Webhook] | type[svix.webhooks.Webhook]] = {
     "standardwebhooks": standardwebhooks.Webhook,

@@ -1,4 +1,4 @@
-"""Leads, subscribers and queue messages for the tests."""
+"""Queue messages and audit attempts for the tests (leads: local.leads)."""
 
 from __future__ import annotations
 
@@ -7,34 +7,6 @@ import binascii
 import json
 import uuid
 from typing import Any
-
-SPEC_LEAD: dict[str, Any] = {
-    "created_at": "2005-08-15T15:52:01+00:00",
-    "id": "ee76725c-53e2-5aa9-b5ec-ef4eddfb6f4d",
-    "geolid_shop_id": "shop1",
-    "customer_shop_id": "XXX",
-    "lead_type": "facebook_form",
-    "first_name": "John",
-    "last_name": "Doe",
-    "full_name": None,
-    "address": "1563 cours bayard",
-    "city": "La Clusaz",
-    "zip_code": "74220",
-    "phone": "0609653214",
-    "email": "john@example.com",
-    "is_geolid": True,
-    "is_organic": False,
-    "extra_data": {"campaign": "spring", "score": 7, "tags": ["a", "b"]},
-}
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
-
-
-def a_lead(shop: str, lead_type: str = "facebook_form", **fields: Any) -> dict[str, Any]:
-    """The SPEC's example lead, with a fresh id, for ``shop``."""
-    return {**SPEC_LEAD, "id": str(uuid.uuid4()), "geolid_shop_id": shop, "lead_type": lead_type, **fields}
 
 
 def decoded_layers(raw: str) -> str:
@@ -97,6 +69,7 @@ def an_attempt(**fields: Any) -> Any:
 
 def a_message(subscriber_id: int = 1, webhook: str = "w", **fields: Any) -> Any:
     """A delivery message (tasks.message.DeliveryMessage) of a fresh delivery of the SPEC's lead."""
+    from local.leads import a_lead
     from tasks.message import DeliveryMessage
 
     values: dict[str, Any] = {

@@ -43,6 +43,14 @@ CANONICAL = (
 CONTENT_HASH = "82ab8488b80d69b295e6f5f4d1dbb321c942cf5751e4fee9569450f4172a8ccd"
 RECORD_HASH = "abc7a3f6312bec376e0ac216d95bc13fa7a60f3e56c84de4962b9edce1d60cd9"
 CHECKPOINT_HASH = "247f1f2db7fc6f3be57c3087cc1c30d80d4ae2a849bbfc294a41b37e6cf69662"
+# The trail key of the encryption key bytes(range(32)), its id and MACs, computed with OpenSSL 3:
+# printf '%s' 'lead-webhooks audit trail v1' | openssl mac -macopt hexkey:000102…1f -macopt size:32 BLAKE2BMAC,
+# then `-macopt size:8 BLAKE2BMAC` keyed with it, and `openssl mac -digest SHA256 -macopt hexkey:… HMAC`.
+ENCRYPTION_KEY = bytes(range(32))
+TRAIL_KEY = "5849c16f5e3a115d73faa4533e1c9e7d163e08968cd7cca52fb96b9320d8f4c1"
+KEY_ID = "1fd95c6ea2c3bdc9"
+RECORD_MAC = "7e0b0c066428db8191e58033c077b137e97e7bd30332a0a26f4392957e28dafb"
+CHECKPOINT_MAC = "bd10603a8e6ef9fe35886e5c28fb20be65e88aa46683fcdceedd6065a054665a"
 
 
 def test_the_canonical_content_is_sorted_compact_utf8_json_with_times_and_duration_as_strings() -> None:
@@ -61,6 +69,22 @@ def test_the_checkpoint_hash_matches_a_known_vector() -> None:
     heads = {"host:1:abcdef": {"id": 7, "seq": 1, "hash": "ff"}}
     moment = datetime(2026, 11, 28)
     assert canonical.checkpoint_hash(2, "checkpoint", moment, canonical.ZERO_HASH, heads, {}, {}) == CHECKPOINT_HASH
+
+
+def test_the_trail_key_its_id_and_the_macs_match_known_vectors() -> None:
+    key = canonical.trail_key(ENCRYPTION_KEY)
+    assert key.hex() == TRAIL_KEY
+    assert canonical.key_id(key) == KEY_ID
+    assert canonical.record_mac(key, RECORD_HASH) == RECORD_MAC
+    assert canonical.checkpoint_mac(key, CHECKPOINT_HASH) == CHECKPOINT_MAC
+
+
+def test_a_record_mac_is_not_a_checkpoint_mac_of_the_same_hash_nor_one_under_another_key() -> None:
+    key = canonical.trail_key(ENCRYPTION_KEY)
+    other = canonical.trail_key(bytes(32))
+    assert canonical.record_mac(key, RECORD_HASH) != canonical.checkpoint_mac(key, RECORD_HASH)
+    assert canonical.record_mac(other, RECORD_HASH) != RECORD_MAC
+    assert canonical.key_id(other) != KEY_ID
 
 
 def test_a_time_is_utc_with_six_fractional_digits_whatever_its_offset() -> None:
@@ -117,9 +141,14 @@ def test_the_standalone_verifier_agrees_with_the_canonical_module(tmp_path: Path
     record_hash = canonical.record_hash("c", 1, None, canonical.ZERO_HASH, CONTENT_HASH)
     heads = {"c": {"id": 7, "seq": 1, "hash": record_hash}}
     moment = datetime(2026, 11, 28)
+    key = canonical.trail_key(ENCRYPTION_KEY)
+    link.update(key_id=KEY_ID, mac=canonical.record_mac(key, record_hash))
+    checkpoint_digest = canonical.checkpoint_hash(2, "checkpoint", moment, "ab", heads, {}, {})
     checkpoint = {
         **{k: v for k, v in canonical.checkpoint(2, "checkpoint", moment, "ab", heads, {}, {}).items() if k != "type"},
-        "record_hash": canonical.checkpoint_hash(2, "checkpoint", moment, "ab", heads, {}, {}),
+        "record_hash": checkpoint_digest,
+        "key_id": KEY_ID,
+        "mac": canonical.checkpoint_mac(key, checkpoint_digest),
     }
     body = str(RECORD["request_body"]).encode()
     document = {
@@ -144,6 +173,28 @@ def test_the_standalone_verifier_agrees_with_the_canonical_module(tmp_path: Path
     done = subprocess.run([sys.executable, str(script), str(path)], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout
     assert "FAILED" not in done.stdout and "every check passed" in done.stdout
+    assert "MACs not checked: no --trail-key given" in done.stdout
+
+    checked = subprocess.run(
+        [sys.executable, str(script), str(path), "--trail-key", TRAIL_KEY], capture_output=True, text=True
+    )
+    assert checked.returncode == 0, checked.stdout
+    assert f"ok      record 7 (chain c, seq 1): MAC under trail key {KEY_ID}" in checked.stdout
+    assert f"ok      chain c seq 1: MAC under trail key {KEY_ID}" in checked.stdout
+    assert f"ok      checkpoint #2: MAC under trail key {KEY_ID}" in checked.stdout
+
+    checkpoint["mac"] = canonical.checkpoint_mac(canonical.trail_key(bytes(32)), checkpoint_digest)
+    path.write_text(json.dumps(document))
+    forged = subprocess.run(
+        [sys.executable, str(script), str(path), "--trail-key", TRAIL_KEY], capture_output=True, text=True
+    )
+    assert forged.returncode == 1
+    assert f"FAILED  checkpoint #2: MAC under trail key {KEY_ID}" in forged.stdout
+
+    bad = subprocess.run(
+        [sys.executable, str(script), str(path), "--trail-key", "00ff"], capture_output=True, text=True
+    )
+    assert bad.returncode == 2 and "a trail key is 64 hex digits" in bad.stderr
 
     record["status"] = "error"
     path.write_text(json.dumps(document))

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import re
 
+from local.services import ROOT
 from producer import leads
 from tasks import payload, signature
-from tests.support.services import ROOT
 
 CONTRACT = (ROOT / "docs" / "contract.md").read_text()
 SECRET = "25af5d78-572c-4d29-ae42-999d499f43db"  # the secret the contract's example is signed with

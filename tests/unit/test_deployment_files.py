@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 import shutil
 import subprocess
@@ -10,7 +11,7 @@ import subprocess
 import pytest
 import yaml
 
-from tests.support.services import ROOT, procfile_command
+from local.services import ROOT, procfile_command
 
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES: dict[str, dict[str, object]] = COMPOSE["services"]
@@ -25,8 +26,8 @@ def test_every_service_has_an_image_or_a_build() -> None:
         assert "image" in service or "build" in service, name
 
 
-def test_the_compose_file_runs_mysql_8_an_sqs_server_and_every_process() -> None:
-    assert SERVICES["mysql"]["image"] == "mysql:8.0"
+def test_the_compose_file_runs_mysql_8_4_an_sqs_server_and_every_process() -> None:
+    assert SERVICES["mysql"]["image"] == "mysql:8.4"
     assert str(SERVICES["sqs"]["image"]).startswith("softwaremill/elasticmq")
     assert set(OURS) == {"migrate", "worker", "flower", "receiver", "demo"}
 
@@ -61,6 +62,15 @@ def test_every_command_exists_in_the_project() -> None:
 
 def test_the_compose_worker_runs_the_procfile_worker() -> None:
     assert SERVICES["worker"]["command"] == ["celery", *procfile_command("worker")[1:]]
+
+
+def test_the_dockerfile_runs_the_procfile_worker_with_its_threads() -> None:
+    [cmd] = [line for line in (ROOT / "Dockerfile").read_text().splitlines() if line.startswith("CMD ")]
+    assert json.loads(cmd[len("CMD ") :]) == ["celery", *procfile_command("worker")[1:]]
+
+
+def test_flower_is_published_on_loopback_only() -> None:
+    assert SERVICES["flower"]["ports"] == ["127.0.0.1:5555:5555"]
 
 
 def test_the_procfile_has_a_worker_and_flower() -> None:

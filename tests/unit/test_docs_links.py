@@ -13,7 +13,7 @@ from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
 from local.run import cli_help
-from tests.support.services import ROOT
+from local.services import ROOT
 
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 PARSER = MarkdownIt("commonmark").enable("table")

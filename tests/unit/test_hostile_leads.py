@@ -12,9 +12,9 @@ import standardwebhooks
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from local.leads import SPEC_LEAD
 from producer import leads
 from tasks import payload, signature
-from tests.support.factories import SPEC_LEAD
 from webhooks.errors import InvalidInput
 
 scalars = st.one_of(

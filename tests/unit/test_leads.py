@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from local.leads import SPEC_LEAD
 from producer import leads
-from tests.support.factories import SPEC_LEAD
 from webhooks.errors import InvalidInput
 
 

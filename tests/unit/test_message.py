@@ -7,8 +7,9 @@ from datetime import datetime
 
 import pytest
 
+from local.leads import SPEC_LEAD
 from tasks.message import DeliveryMessage
-from tests.support.factories import SPEC_LEAD, a_message
+from tests.support.factories import a_message
 from webhooks import secretbox
 from webhooks.errors import MalformedMessage, TamperedMessage
 

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import json
 
+from local.leads import SPEC_LEAD
 from tasks import payload
-from tests.support.factories import SPEC_LEAD
 
 
 def test_retry_comes_right_after_created_at_and_the_lead_follows_in_order() -> None:

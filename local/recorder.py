@@ -1,5 +1,6 @@
 """A real HTTP subscriber on loopback that keeps every request's raw bytes.
 
+Used by the tests and the benchmarks (local.run's sample subscriber is local/receiver.py).
 Its answer depends on the path, so one receiver serves every test:
 ``/ok/…`` 200, ``/fail/…`` 500, ``/redirect/…`` 302 to ``/ok/redirected``,
 ``/slow/SECONDS/…`` 200 after a pause, ``/flaky/N/…`` 500 for the first N requests

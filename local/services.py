@@ -1,4 +1,5 @@
-"""Real services for the tests: moto's SQS server, a MariaDB database, a Celery worker, Flower."""
+"""Real services on loopback for the tests and the benchmarks: moto's SQS server, a MariaDB database,
+the Procfile's Celery worker and Flower."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from typing import IO, Any
 import pymysql
 
 BIN = Path(sys.executable).parent
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:
@@ -47,9 +48,13 @@ def port_open(port: int) -> bool:
 
 
 class Moto:
-    """moto's server, in its own process, on a loopback port."""
+    """moto's server, in its own process, on a loopback port.
 
-    def __init__(self, port: int, log: Path) -> None:
+    ``env`` adds to its environment: moto's own settings, e.g. ``INITIAL_NO_AUTH_ACTION_COUNT``
+    (after that many requests, every request is checked against the caller's IAM policies).
+    """
+
+    def __init__(self, port: int, log: Path, env: Mapping[str, str] | None = None) -> None:
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self._log = open(log, "wb")  # noqa: SIM115 - kept open for the process's life
@@ -57,10 +62,23 @@ class Moto:
             [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
             stdout=self._log,
             stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
         )
         wait_for(lambda: port_open(port) or self.process.poll() is not None, 30, "moto_server to listen")
         if self.process.poll() is not None:
             raise RuntimeError(f"moto_server exited; see {log}")
+
+    def enforce_iam(self, on: bool) -> None:
+        """Check every request against IAM from now on, or no request (moto's reset-auth: the
+        INITIAL_NO_AUTH_ACTION_COUNT of a running server, its count of requests started again)."""
+        request = urllib.request.Request(
+            f"{self.url}/moto-api/reset-auth",
+            data=b"0" if on else b"inf",
+            method="POST",
+            headers={"Content-Type": "text/plain"},  # a form's body would not reach moto
+        )
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            answer.read()
 
     def stop(self) -> None:
         self.process.terminate()
