@@ -21,15 +21,15 @@ from urllib.parse import quote
 import pytest
 from sqlalchemy import select
 
+from local.leads import a_lead, unique
+from local.recorder import Receiver
+from local.services import Worker, wait_for
 from producer import subscribers
 from records import database
 from records.models import SubscriberEvent
 from tests.integration.conftest import Cli, Subscription, attempts, run_cli
 from tests.integration.test_delivery import dispatched
 from tests.integration.test_lifecycle import until_statuses
-from tests.support.factories import a_lead, unique
-from tests.support.receiver import Receiver
-from tests.support.services import Worker, wait_for
 from webhooks import clock
 
 

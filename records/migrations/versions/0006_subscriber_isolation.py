@@ -1,8 +1,8 @@
 """Subscribers protected from each other: circuit breaker state, subscriber events, and an
 index for per-subscriber questions to the audit (circuit outcomes, auto-disable, health).
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-12-01
 """
 
@@ -13,8 +13,8 @@ from alembic import op
 
 from records.models import Moment
 
-revision = "0005"
-down_revision = "0004"
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
