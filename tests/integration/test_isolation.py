@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import json
 import re
+import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from email.utils import format_datetime
@@ -108,14 +109,16 @@ def test_a_retry_after_beyond_the_horizon_is_held_to_the_schedule_s_last_attempt
 
 
 def test_410_gone_ends_the_delivery_disables_the_subscriber_and_holds_its_pending_ones(
-    worker: Worker, receiver: Receiver, subscribe, cli: Cli
+    own_worker, receiver: Receiver, subscribe, cli: Cli
 ) -> None:
+    queue, _ = own_worker(WEBHOOK_RETRY_SCHEDULE="8s,16s")
     failing, gone = f"/fail/{unique('before-gone')}", f"/gone/{unique('gone')}"
     subscription = subscribe(receiver.url(failing))
-    [(pending, _, _)] = dispatched(cli, a_lead(subscription.shop))
-    until_statuses(pending, "error")
+    [pending] = dispatch_to(queue, [a_lead(subscription.shop)])
+    until_statuses(pending, "error")  # its retry is due 8 s later
     assert cli("update", subscription.name, "--url", receiver.url(gone)).exit_code == 0
-    [(ended, _, _)] = dispatched(cli, a_lead(subscription.shop))
+    time.sleep(1)  # past the worker's SUBSCRIBER_CACHE_SECONDS (0.5 s): it sees the new URL
+    [ended] = dispatch_to(queue, [a_lead(subscription.shop)])
 
     [row] = until_statuses(ended, "abandoned")
     assert row["http_status"] == 410 and "410 Gone" in str(row["error"])
