@@ -5,7 +5,8 @@ Its answer depends on the path, so one receiver serves every test:
 ``/ok/…`` 200, ``/fail/…`` 500, ``/redirect/…`` 302 to ``/ok/redirected``,
 ``/slow/SECONDS/…`` 200 after a pause, ``/flaky/N/…`` 500 for the first N requests
 to that path, then 200, ``/random/P/…`` 500 with a probability of P % after a pause of
-up to 0.3 s (seeded).
+up to 0.3 s (seeded), ``/gone/…`` 410, ``/retry-after/VALUE/STATUS/…`` STATUS with
+``Retry-After: VALUE`` (URL-decoded) to the first request, then 200.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import unquote
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,10 @@ class Receiver:
                     time.sleep(receiver.random.uniform(0, 0.3))
                 if kind == "redirect":
                     self._answer(302, b"moved", location="/ok/redirected")
+                elif kind == "gone":
+                    self._answer(410, b"gone for good")
+                elif kind == "retry-after" and seen == 1:
+                    self._answer(int(parts[2]), b"later", retry_after=unquote(parts[1]))
                 elif (
                     kind == "fail"
                     or (kind == "flaky" and seen <= int(parts[1]))
@@ -67,11 +73,15 @@ class Receiver:
                 else:
                     self._answer(200, b'{"received": true}')
 
-            def _answer(self, status: int, body: bytes, location: str | None = None) -> None:
+            def _answer(
+                self, status: int, body: bytes, location: str | None = None, retry_after: str | None = None
+            ) -> None:
                 try:
                     self.send_response(status)
                     if location:
                         self.send_header("Location", location)
+                    if retry_after is not None:
+                        self.send_header("Retry-After", retry_after)
                     self.send_header("Content-Length", str(len(body)))
                     self.end_headers()
                     self.wfile.write(body)

@@ -42,6 +42,12 @@ class Subscriber(Base):
     # why and since when it is disabled (webhooks disable, a 410 Gone, auto-disable); None while enabled
     disabled_reason: Mapped[str | None] = mapped_column(String(500), nullable=True)
     disabled_at: Mapped[datetime | None] = mapped_column(Moment, nullable=True)
+    # its circuit breaker (tasks.circuit): open until then (None: closed), the current cool-down in
+    # seconds, when it last closed, and until when a worker's probe is under way
+    circuit_open_until: Mapped[datetime | None] = mapped_column(Moment, nullable=True)
+    circuit_cooldown: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    circuit_closed_at: Mapped[datetime | None] = mapped_column(Moment, nullable=True)
+    circuit_probe_until: Mapped[datetime | None] = mapped_column(Moment, nullable=True)
 
     def summary(self) -> dict[str, Any]:
         """What may be shown to a user: everything but the secret."""
@@ -85,6 +91,20 @@ class Delivery(Base):
     held_message: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True), nullable=True)
     held_at: Mapped[datetime | None] = mapped_column(Moment, nullable=True, index=True)
     held_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class SubscriberEvent(Base):
+    """What happened to a subscriber, as the operators were told: disabled (410 Gone, all
+    attempts failing for WEBHOOK_DISABLE_AFTER), its circuit opened or closed."""
+
+    __tablename__ = "subscriber_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(Integer, index=True)
+    webhook: Mapped[str] = mapped_column(String(100), index=True)
+    kind: Mapped[str] = mapped_column(String(40))  # subscriber.disabled | subscriber.circuit_opened | …_closed
+    detail: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(Moment, index=True)
 
 
 class DeliveryAttempt(Base):

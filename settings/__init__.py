@@ -211,6 +211,28 @@ WEBHOOK_SECRET_GRACE: int = _duration("WEBHOOK_SECRET_GRACE", "24h", minimum=0)
 WEBHOOK_MAX_UNEXPECTED_FAILURES: int = _integer("WEBHOOK_MAX_UNEXPECTED_FAILURES", 10, minimum=1)
 # s a worker keeps its view of the subscribers before reading them again: how stale a change may be
 SUBSCRIBER_CACHE_SECONDS: float = _number("SUBSCRIBER_CACHE_SECONDS", 5.0, minimum=0)
+# longest wait a subscriber's Retry-After (on 429 and 503) may ask for
+WEBHOOK_RETRY_AFTER_MAX: int = _duration("WEBHOOK_RETRY_AFTER_MAX", "1d")
+# the circuit breaker: on (a subscriber failing most of its recent attempts is paused) or off
+WEBHOOK_CIRCUIT_BREAKER: bool = _flag("WEBHOOK_CIRCUIT_BREAKER", True)
+# share of failed attempts (0-1) that opens a subscriber's circuit
+WEBHOOK_CIRCUIT_FAILURE_RATIO: float = _number("WEBHOOK_CIRCUIT_FAILURE_RATIO", 0.7, minimum=0.01)
+# attempts within the window below which a circuit never opens
+WEBHOOK_CIRCUIT_MIN_ATTEMPTS: int = _integer("WEBHOOK_CIRCUIT_MIN_ATTEMPTS", 10, minimum=1)
+# the window of recent attempts the ratio is taken over
+WEBHOOK_CIRCUIT_WINDOW: int = _duration("WEBHOOK_CIRCUIT_WINDOW", "5m")
+# first cool-down of an open circuit (doubled at each failed probe)
+WEBHOOK_CIRCUIT_COOLDOWN: int = _duration("WEBHOOK_CIRCUIT_COOLDOWN", "1m")
+# longest cool-down
+WEBHOOK_CIRCUIT_COOLDOWN_MAX: int = _duration("WEBHOOK_CIRCUIT_COOLDOWN_MAX", "1h")
+# a subscriber whose attempts have all failed for this long is disabled (0s: never)
+WEBHOOK_DISABLE_AFTER: int = _duration("WEBHOOK_DISABLE_AFTER", "5d", minimum=0)
+# requests in flight to one subscriber in one worker process (0: no limit)
+WEBHOOK_MAX_IN_FLIGHT_PER_SUBSCRIBER: int = _integer("WEBHOOK_MAX_IN_FLIGHT_PER_SUBSCRIBER", 8, minimum=0)
+# where operational webhooks go (subscriber disabled, circuit opened/closed, delivery abandoned); empty: none
+WEBHOOK_OPERATIONS_URL: str = _text("WEBHOOK_OPERATIONS_URL", "")
+# the secret that signs operational webhooks (required with WEBHOOK_OPERATIONS_URL)
+WEBHOOK_OPERATIONS_SECRET: str = os.environ.get("WEBHOOK_OPERATIONS_SECRET", "").strip()
 # retry offsets from the first failure (units s, m, h, d)
 WEBHOOK_RETRY_SCHEDULE: tuple[int, ...] = _schedule("WEBHOOK_RETRY_SCHEDULE", "10m,1h,3h,1d,2d,3d,4d,5d,6d,7d")
 
@@ -231,6 +253,12 @@ for _name, _url in (("DATABASE_URL", DATABASE_URL), ("AUDIT_DATABASE_URL", AUDIT
         _problems.append(f"{_name} is not an SQLAlchemy URL such as mysql+pymysql://user:password@host/db")
 if not BROKER_URL.startswith("sqs://"):
     _problems.append(f"BROKER_URL={BROKER_URL!r} must start with sqs://")
+if WEBHOOK_OPERATIONS_URL and not WEBHOOK_OPERATIONS_SECRET:
+    _problems.append(
+        "WEBHOOK_OPERATIONS_URL is set but WEBHOOK_OPERATIONS_SECRET is not: operational webhooks are signed"
+    )
+if WEBHOOK_CIRCUIT_FAILURE_RATIO > 1:
+    _problems.append(f"WEBHOOK_CIRCUIT_FAILURE_RATIO={WEBHOOK_CIRCUIT_FAILURE_RATIO:g} must be at most 1 (a share)")
 if SQS_WAIT_TIME_SECONDS > 20:
     _problems.append(f"SQS_WAIT_TIME_SECONDS={SQS_WAIT_TIME_SECONDS} must be at most 20 (an SQS limit)")
 if SQS_MAX_DELAY > 900:

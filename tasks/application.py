@@ -16,7 +16,7 @@ from celery import Celery, Task, bootsteps, signals
 from celery.exceptions import Reject, Retry
 
 import settings
-from tasks import audit, transport
+from tasks import audit, operations, transport
 from tasks.delivery import BACKOFF, Arrival, after_crash, process, revoked
 from tasks.message import summary
 from webhooks.errors import ConfigurationError
@@ -152,6 +152,27 @@ def deliver_webhook(self: Task, delivery: dict[str, Any]) -> None:
     except Exception as error:  # SQS unreachable: keep the message, SQS gives it back
         log.exception("delivery %s could not be published again", self.request.id)
         raise Reject(str(error), requeue=True) from error
+
+
+@app.task(bind=True, name="tasks.notify_operators", max_retries=None)
+def notify_operators(self: Task, event: dict[str, Any]) -> None:
+    """POST one operational webhook (tasks.operations); tried OPERATIONS_ATTEMPTS times, SQS
+    holding it between tries; a last failure is logged, never turned into another event."""
+    response = operations.send(event)
+    if response.ok:
+        return
+    tries = int(self.request.retries) + 1
+    if tries >= operations.OPERATIONS_ATTEMPTS:
+        operations.log.error(
+            "operational webhook %s %s not delivered after %d tries: %s",
+            event.get("type"),
+            event.get("id"),
+            tries,
+            response.error,
+        )
+        return
+    operations.log.warning("operational webhook %s failed (%s): tried again", event.get("type"), response.error)
+    raise self.retry(countdown=0, DelaySeconds=min(operations.OPERATIONS_WAIT, settings.SQS_MAX_DELAY))
 
 
 @signals.before_task_publish.connect

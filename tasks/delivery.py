@@ -10,21 +10,30 @@ message to publish again with an SQS delay (a retry, or a hop of a long wait):
 3. a message that arrived before its due time is put back (a hop: no record);
 4. a delivery whose subscriber is disabled is held: parked in the platform database with
    a ``held`` record, sent again by ``webhooks enable``;
-5. a duplicate of a delivery that already succeeded is dropped;
-6. otherwise it is attempted (``attempt``) with the subscriber's current URL and secrets.
+5. a delivery whose subscriber's circuit is open goes back to SQS until the cool-down ends
+   (one worker's probe decides then, tasks.circuit), and one over the subscriber's in-flight
+   limit goes back for a few seconds (tasks.limits): neither holds a thread, and the first
+   time a delivery is held it is recorded ``held``, with what holds it and until when;
+6. a duplicate of a delivery that already succeeded is dropped;
+7. otherwise it is attempted (``attempt``) with the subscriber's current URL and secrets.
+
+Time a delivery spends held does not count against its retry schedule: when it is attempted
+again its first failure moves forward by the time held, so it keeps every retry it had left.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import settings
 from records import deliveries
-from tasks import audit, destination, payload, schedule, sender, signature
+from tasks import audit, circuit, destination, limits, operations, payload, schedule, sender, signature
 from tasks.directory import SKEW, NotKnownYet, SubscriberState, directory
 from tasks.message import DeliveryMessage
 from webhooks import secretbox
@@ -97,17 +106,58 @@ def process(message: object, arrival: Arrival, now: Callable[[], datetime] = utc
     if not subscriber.enabled:
         return hold(delivery, subscriber)
 
+    probe = False
+    if subscriber.circuit.open:
+        assert subscriber.circuit.open_until is not None
+        if arrived < subscriber.circuit.open_until:
+            wait = math.ceil((subscriber.circuit.open_until - arrived).total_seconds())
+            return held_back(
+                delivery, f"its circuit is open until {_iso(subscriber.circuit.open_until)}", wait, arrived
+            )
+        probe = circuit.claim_probe(subscriber.id)
+        if not probe:  # another worker probes: wait for its answer
+            directory.snapshot(older_than=1.0)
+            return held_back(delivery, "its circuit's probe is under way", int(settings.WEBHOOK_TIMEOUT) + 1, arrived)
+
     if (arrival.redelivered or not audit.writes_succeeding()) and audit.already_delivered(delivery.delivery_id):
         log.info("delivery %s already succeeded: duplicate message dropped", delivery.delivery_id)
         return None
 
-    return attempt(delivery, subscriber, now)
+    with limits.slot(subscriber.id) as taken:
+        if not taken:
+            limit = settings.WEBHOOK_MAX_IN_FLIGHT_PER_SUBSCRIBER
+            reason = f"{limit} requests to its subscriber are in flight in this worker (its limit)"
+            return held_back(delivery, reason, limits.OVER_LIMIT_WAIT, arrived)
+        return attempt(resumed(delivery, arrived), subscriber, now, probe=probe)
+
+
+def held_back(delivery: DeliveryMessage, reason: str, wait: int, now: datetime) -> Again:
+    """Send the delivery back to SQS for ``wait`` seconds (at most SQS_MAX_DELAY: longer waits
+    hop); the first time it is held, record it, with what holds it and until when."""
+    delay = max(1, min(wait, settings.SQS_MAX_DELAY))
+    if delivery.held_since is None:
+        audit.record(
+            _attempt(
+                delivery, Status.HELD, f"held: {reason}; tried again at {_iso(now + timedelta(seconds=wait))}", now
+            )
+        )
+        delivery = delivery.but(held_since=now)
+    return Again(delivery.but(due_at=None).sealed(), delay)
+
+
+def resumed(delivery: DeliveryMessage, now: datetime) -> DeliveryMessage:
+    """A delivery attempted after a hold: its schedule moves forward by the time it was held."""
+    if delivery.held_since is None:
+        return delivery
+    shifted = delivery.first_failure_at + (now - delivery.held_since) if delivery.first_failure_at else None
+    return delivery.but(held_since=None, first_failure_at=shifted)
 
 
 def attempt(
-    delivery: DeliveryMessage, subscriber: SubscriberState, now: Callable[[], datetime] = utcnow
+    delivery: DeliveryMessage, subscriber: SubscriberState, now: Callable[[], datetime] = utcnow, *, probe: bool = False
 ) -> Again | None:
-    """Build, sign and POST one attempt; record it; say when the next one is due."""
+    """Build, sign and POST one attempt; record it; say when the next one is due. A ``probe``
+    (of an open circuit) closes or re-opens the circuit with its answer."""
     body = payload.encode(payload.build(delivery.lead, delivery.retry))
     headers = {
         "Content-Type": "application/json",
@@ -150,17 +200,83 @@ def attempt(
     if target is not None:
         response = sender.post(target, body, headers)
     address = target.address if target else None
+    if probe:
+        circuit.probed(subscriber.id, subscriber.name, response.ok, subscriber.circuit.cooldown, response.error)
     if response.ok:
         record(Status.SUCCESS, None, response, address)
         return None
 
-    first_failure = delivery.first_failure_at or now()
-    due = schedule.next_retry_at(first_failure, delivery.retry, settings.WEBHOOK_RETRY_SCHEDULE)
-    record(Status.ERROR if due else Status.ABANDONED, response.error, response, address, due)
+    if response.http_status == 410:  # Gone: the subscriber says it no longer wants deliveries
+        reason = f"HTTP 410 Gone at {_iso(attempted_at)}"
+        record(Status.ABANDONED, f"HTTP 410 Gone: the subscriber is disabled ({reason})", response, address)
+        disable(subscriber, reason)
+        return None
+
+    offsets = settings.WEBHOOK_RETRY_SCHEDULE
+    first_failure = delivery.first_failure_at or attempted_at
+    due = schedule.next_retry_at(first_failure, delivery.retry, offsets, attempted_at)
+    outcome = response.error
+    if response.http_status in (429, 503) and response.retry_after is not None and due is not None:
+        shown = printable(repr(response.retry_after))[:80]
+        try:
+            asked = schedule.parse_retry_after(response.retry_after, attempted_at)
+        except ValueError as refused:
+            outcome = f"{outcome}; Retry-After ignored ({printable(str(refused))[:120]})"
+        else:
+            capped = min(asked, attempted_at + timedelta(seconds=settings.WEBHOOK_RETRY_AFTER_MAX))
+            due = schedule.honour_retry_after(due, capped, first_failure, offsets)
+            outcome = f"{outcome}; Retry-After {shown} honoured: next attempt at {_iso(due)}"
+            if capped < asked:
+                outcome += f" (capped by WEBHOOK_RETRY_AFTER_MAX, {settings.WEBHOOK_RETRY_AFTER_MAX} s)"
+    record(Status.ERROR if due else Status.ABANDONED, outcome, response, address, due)
+    watch_failures(subscriber, attempted_at)
     if due is None:
+        operations.notify(
+            "delivery.abandoned",
+            {
+                "webhook": subscriber.name,
+                "delivery_id": delivery.delivery_id,
+                "lead_id": delivery.lead_id,
+                "attempts": delivery.retry + 1,
+                "error": outcome,
+            },
+        )
         return None
     following = delivery.but(retry=delivery.retry + 1, first_failure_at=first_failure, due_at=due)
     return Again(following.sealed(), schedule.delay_seconds(due, now(), settings.SQS_MAX_DELAY))
+
+
+def disable(subscriber: SubscriberState, reason: str) -> None:
+    """Disable a subscriber from the worker (410 Gone, failing for WEBHOOK_DISABLE_AFTER): its
+    pending deliveries are held from then on; recorded, logged, told to the operators."""
+    if circuit.disable(subscriber.id, reason):
+        circuit.record_event(subscriber.id, subscriber.name, "subscriber.disabled", reason)
+    directory.forget()
+
+
+# Per subscriber name, when this process last asked the audit how long it has been failing.
+_failure_checks: dict[str, float] = {}
+
+
+def watch_failures(subscriber: SubscriberState, now: datetime) -> None:
+    """After a failure: disable a subscriber whose attempts have all failed for
+    WEBHOOK_DISABLE_AFTER (asked of the audit at most every tenth of that, at most every
+    minute, per process: failures alone pay for it)."""
+    after = settings.WEBHOOK_DISABLE_AFTER
+    if after <= 0:
+        return
+    every = min(60.0, after / 10)
+    last = _failure_checks.get(subscriber.name)
+    if last is not None and time.monotonic() - last < every:
+        return
+    _failure_checks[subscriber.name] = time.monotonic()
+    since = circuit.failing_since(subscriber.name)
+    if since is not None and (now - since).total_seconds() >= after:
+        disable(subscriber, f"every attempt failed since {_iso(since)} (WEBHOOK_DISABLE_AFTER, {after} s)")
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="seconds") + "+00:00"
 
 
 def signing_secrets(subscriber: SubscriberState, now: datetime) -> list[str]:

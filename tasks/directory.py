@@ -19,9 +19,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import cast
 
 from sqlalchemy import Table, select
 from sqlalchemy.exc import SQLAlchemyError
@@ -29,6 +29,8 @@ from sqlalchemy.exc import SQLAlchemyError
 import settings
 from records import database
 from records.models import Delivery, Subscriber
+from tasks import circuit
+from tasks.circuit import Circuit
 from webhooks.clock import utcnow
 
 log = logging.getLogger("webhooks.directory")
@@ -57,6 +59,7 @@ class SubscriberState:
     previous_secret_until: datetime | None
     enabled: bool
     disabled_reason: str | None
+    circuit: Circuit = field(default_factory=Circuit)
 
     def sealed_secrets(self, now: datetime) -> list[str]:
         """The sealed secrets that sign an attempt made now: the current one, and the previous
@@ -101,6 +104,10 @@ def load() -> Snapshot:
                 _subscribers.c.previous_secret_until,
                 _subscribers.c.enabled,
                 _subscribers.c.disabled_reason,
+                _subscribers.c.circuit_open_until,
+                _subscribers.c.circuit_cooldown,
+                _subscribers.c.circuit_closed_at,
+                _subscribers.c.circuit_probe_until,
             )
         ).all()
         ended = connection.execute(
@@ -108,7 +115,9 @@ def load() -> Snapshot:
                 _deliveries.c.ended_at >= utcnow() - ENDED_HORIZON
             )
         ).all()
-    states = [SubscriberState(*row) for row in rows]
+    states = [SubscriberState(*row[:8], circuit=Circuit(*row[8:])) for row in rows]
+    if settings.WEBHOOK_CIRCUIT_BREAKER:
+        states = trip_circuits(states)
     return Snapshot(
         by_id={state.id: state for state in states},
         by_name={state.name: state for state in states},
@@ -116,6 +125,30 @@ def load() -> Snapshot:
         loaded=started,
         loaded_at=started_at,
     )
+
+
+def trip_circuits(states: list[SubscriberState]) -> list[SubscriberState]:
+    """Open the circuit of every subscriber whose recent attempts, fleet-wide, trip it (one
+    grouped statement over the audit; a conditional UPDATE for each one that trips)."""
+    closed = {state.name: state.circuit.closed_at for state in states if state.enabled and not state.circuit.open}
+    if not closed:
+        return states
+    try:
+        outcomes = circuit.recent_outcomes(utcnow() - timedelta(seconds=settings.WEBHOOK_CIRCUIT_WINDOW), closed)
+    except SQLAlchemyError as error:  # the audit database: circuits are judged at the next load
+        log.warning("recent outcomes could not be read, circuits not judged: %s", _short(error))
+        return states
+    judged = []
+    for state in states:
+        seen = outcomes.get(state.name)
+        if state.name in closed and seen is not None and seen.trip():
+            until = circuit.open_if_closed(state.id, state.name, seen)
+            if until is not None:
+                state = replace(
+                    state, circuit=Circuit(until, settings.WEBHOOK_CIRCUIT_COOLDOWN, state.circuit.closed_at)
+                )
+        judged.append(state)
+    return judged
 
 
 class Directory:
@@ -196,12 +229,3 @@ def _short(error: BaseException) -> str:
 
 
 directory = Directory(settings.SUBSCRIBER_CACHE_SECONDS)
-
-
-def state_now(subscriber_id: int) -> dict[str, Any] | None:
-    """The subscriber's enabled flag and reason read from the database now (off the happy path)."""
-    with database.engine(settings.DATABASE_URL).connect() as connection:
-        row = connection.execute(
-            select(_subscribers.c.enabled, _subscribers.c.disabled_reason).where(_subscribers.c.id == subscriber_id)
-        ).first()
-    return None if row is None else {"enabled": bool(row.enabled), "disabled_reason": row.disabled_reason}

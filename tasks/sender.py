@@ -252,6 +252,7 @@ class Response:
     body: str | None
     error: str | None
     duration_ms: float
+    retry_after: str | None = None  # the answer's Retry-After header, as sent
 
     @property
     def ok(self) -> bool:
@@ -281,6 +282,7 @@ def post(destination: Destination, body: bytes, headers: Mapping[str, str]) -> R
         ) as answer:
             text = _read_capped(answer, settings.WEBHOOK_RESPONSE_MAX_BYTES, exchange.deadline)
             status = answer.status_code
+            retry_after = answer.headers.get("Retry-After")
         if exchange.expired:  # cut off at the deadline: what was read may end early, without an error
             raise requests.Timeout("the response was still arriving at the deadline")
     except requests.RequestException as error:
@@ -292,7 +294,7 @@ def post(destination: Destination, body: bytes, headers: Mapping[str, str]) -> R
     error_text = None
     if not 200 <= status < 300:
         error_text = f"HTTP {status}" + (" (redirects are not followed)" if 300 <= status < 400 else "")
-    return Response(status, text, error_text, _since(started))
+    return Response(status, text, error_text, _since(started), retry_after)
 
 
 def _read_capped(answer: requests.Response, limit: int, deadline: float) -> str:

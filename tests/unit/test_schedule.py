@@ -75,3 +75,35 @@ def test_a_bad_schedule_is_refused_naming_the_setting(raw: str, problem: str) ->
 
 def test_units_are_seconds_minutes_hours_and_days() -> None:
     assert settings.parse_schedule("30s, 2m,1h,1d") == (30, 120, 3600, 86400)
+
+
+def test_a_late_attempt_skips_the_slots_it_missed_and_the_last_offset_stays_the_horizon() -> None:
+    offsets = (600, 3600, 10800)
+    assert schedule.next_retry_at(F, 0, offsets, F) == F + timedelta(seconds=600)
+    late = F + timedelta(minutes=70)  # retry 1 made 70 min after F: the 1 h slot is gone
+    assert schedule.next_retry_at(F, 1, offsets, late) == F + timedelta(seconds=10800)
+    assert schedule.next_retry_at(F, 1, offsets, F + timedelta(hours=4)) is None  # past the horizon
+
+
+@pytest.mark.parametrize(
+    ("raw", "seconds"),
+    [("120", 120), ("0", 0), (" 7 ", 7), ("Thu, 01 Jan 2026 12:05:00 GMT", 300)],
+)
+def test_a_retry_after_in_seconds_or_as_an_http_date_gives_the_time_asked(raw: str, seconds: int) -> None:
+    assert schedule.parse_retry_after(raw, F) == F + timedelta(seconds=seconds)
+
+
+@pytest.mark.parametrize(
+    ("raw", "problem"), [("-5", "negative"), ("soon", "malformed"), ("1.5", "malformed"), ("", "malformed")]
+)
+def test_a_malformed_or_negative_retry_after_is_refused_naming_it(raw: str, problem: str) -> None:
+    with pytest.raises(ValueError, match=problem):
+        schedule.parse_retry_after(raw, F)
+
+
+def test_a_retry_after_is_honoured_no_earlier_than_asked_and_no_later_than_the_horizon() -> None:
+    offsets = (600, 3600)
+    due = F + timedelta(seconds=600)
+    assert schedule.honour_retry_after(due, F + timedelta(seconds=60), F, offsets) == due  # earlier: the schedule's
+    assert schedule.honour_retry_after(due, F + timedelta(seconds=900), F, offsets) == F + timedelta(seconds=900)
+    assert schedule.honour_retry_after(due, F + timedelta(days=2), F, offsets) == F + timedelta(seconds=3600)
