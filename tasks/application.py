@@ -189,11 +189,14 @@ def _summary_only(sender: str | None = None, headers: dict[str, Any] | None = No
 
 
 @signals.task_revoked.connect
-def _record_revoke(request: Any = None, terminated: bool = False, expired: bool = False, **_: Any) -> None:
+def _record_revoke(
+    sender: Any = None, request: Any = None, terminated: bool = False, expired: bool = False, **_: Any
+) -> None:
     """A revoke (Flower, ``celery control revoke``) ends the delivery like ``webhooks cancel``:
     recorded, and known to every worker from then on (a revoke alone lives only in the memory
     of the workers that were up to receive it)."""
-    if request is None or getattr(request, "name", None) != deliver_webhook.name:
+    # ``sender`` is the task; ``request`` its Context (the message was acknowledged just before)
+    if request is None or getattr(sender, "name", None) != deliver_webhook.name:
         return
     message = (getattr(request, "kwargs", None) or {}).get("delivery")
     try:

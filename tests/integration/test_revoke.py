@@ -1,0 +1,56 @@
+"""A revoke from Flower or `celery control revoke` ends the delivery in the audit, like
+`webhooks cancel` (it no longer ends silently)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from local.leads import a_lead, unique
+from local.recorder import Receiver
+from local.services import BIN, ROOT, Worker, wait_for
+from records import deliveries
+from tests.integration.conftest import attempts
+from tests.integration.test_isolation import dispatch_to
+from tests.integration.test_lifecycle import until_statuses
+
+
+@pytest.fixture
+def remote_controlled(database: str, moto: object, logs: Path) -> Iterator[tuple[str, Worker]]:
+    """A worker with remote control on (WORKER_EVENTS: SNS fanout), on a queue of its own."""
+    queue = unique("revoked")
+    worker = Worker(logs / f"{queue}.log", {"SQS_QUEUE": queue, "WORKER_EVENTS": "1"})
+    yield queue, worker
+    worker.stop()
+
+
+def test_a_revoked_delivery_ends_cancelled_in_the_audit_and_is_never_sent_again(
+    remote_controlled: tuple[str, Worker], receiver: Receiver, subscribe
+) -> None:
+    queue, worker = remote_controlled
+    path = f"/fail/{unique('revoked')}"
+    subscription = subscribe(receiver.url(path))
+    [delivery_id] = dispatch_to(queue, [a_lead(subscription.shop)])
+    until_statuses(delivery_id, "error")  # its retry hops in SQS (SQS_MAX_DELAY 1 s in the tests)
+
+    revoked = subprocess.run(
+        [str(BIN / "celery"), "-A", "tasks", "control", "revoke", delivery_id],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "SQS_QUEUE": queue, "WORKER_EVENTS": "1"},
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert revoked.returncode == 0, revoked.stdout + revoked.stderr
+
+    rows = until_statuses(delivery_id, "error", "cancelled")
+    assert "revoked by Celery remote control" in str(rows[1]["error"])
+    row = deliveries.get(delivery_id)
+    assert row is not None and row.ended_status == "cancelled"  # every worker drops it from now on
+    sent = len(receiver.to(path))
+    wait_for(lambda: "Discarding revoked task" in worker.output(), 10, "the worker's own word")
+    assert len(attempts(delivery_id)) == 2 and len(receiver.to(path)) == sent == 1
