@@ -35,7 +35,8 @@ def enable(name: str) -> int:
     now = utcnow()
     for message, held_at in released:
         held = DeliveryMessage.read(message)
-        shifted = held.first_failure_at + (now - held_at) if held.first_failure_at else None
+        since = held.held_since or held_at  # a hold (an open circuit) may have begun before the parking
+        shifted = held.first_failure_at + (now - since) if held.first_failure_at else None
         again = held.but(due_at=None, held_since=None, first_failure_at=shifted)
         planned.append(PlannedDelivery(again.row(), again.sealed()))
     enqueue_all(planned, recorded=True)

@@ -10,11 +10,11 @@ message to publish again with an SQS delay (a retry, or a hop of a long wait):
 3. a message that arrived before its due time is put back (a hop: no record);
 4. a delivery whose subscriber is disabled is held: parked in the platform database with
    a ``held`` record, sent again by ``webhooks enable``;
-5. a delivery whose subscriber's circuit is open goes back to SQS until the cool-down ends
+5. a duplicate of a delivery that already succeeded is dropped;
+6. a delivery whose subscriber's circuit is open goes back to SQS until the cool-down ends
    (one worker's probe decides then, tasks.circuit), and one over the subscriber's in-flight
    limit goes back for a few seconds (tasks.limits): neither holds a thread, and the first
    time a delivery is held it is recorded ``held``, with what holds it and until when;
-6. a duplicate of a delivery that already succeeded is dropped;
 7. otherwise it is attempted (``attempt``) with the subscriber's current URL and secrets.
 
 Time a delivery spends held does not count against its retry schedule: when it is attempted
@@ -106,6 +106,10 @@ def process(message: object, arrival: Arrival, now: Callable[[], datetime] = utc
     if not subscriber.enabled:
         return hold(delivery, subscriber)
 
+    if (arrival.redelivered or not audit.writes_succeeding()) and audit.already_delivered(delivery.delivery_id):
+        log.info("delivery %s already succeeded: duplicate message dropped", delivery.delivery_id)
+        return None
+
     probe = False
     if subscriber.circuit.open:
         assert subscriber.circuit.open_until is not None
@@ -118,10 +122,6 @@ def process(message: object, arrival: Arrival, now: Callable[[], datetime] = utc
         if not probe:  # another worker probes: wait for its answer
             directory.snapshot(older_than=1.0)
             return held_back(delivery, "its circuit's probe is under way", int(settings.WEBHOOK_TIMEOUT) + 1, arrived)
-
-    if (arrival.redelivered or not audit.writes_succeeding()) and audit.already_delivered(delivery.delivery_id):
-        log.info("delivery %s already succeeded: duplicate message dropped", delivery.delivery_id)
-        return None
 
     with limits.slot(subscriber.id) as taken:
         if not taken:
