@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
@@ -21,8 +21,9 @@ from producer import history, leads, lifecycle, subscribers
 from producer.dispatch import PlannedDelivery, enqueue_all, plan
 from producer.dispatch import redeliver as redeliver_delivery
 from records import canonical, evidence, migrations, trail
+from records import deliveries as delivery_rows
 from tasks import signature
-from webhooks import clock
+from webhooks import clock, secretbox
 from webhooks.errors import DispatchFailed, InvalidInput, TrailBroken, WebhookError
 from webhooks.text import json_printable, printable, without_passwords
 
@@ -282,8 +283,14 @@ def disable(name: str) -> None:
 def enable(name: str) -> None:
     """Resume deliveries to NAME and send the deliveries held while it was disabled."""
     settings.check(need_key=True)
-    sent = lifecycle.enable(name)
+    sent, unreadable = lifecycle.enable(name)
     click.echo(f"{name} enabled; {sent} held deliveries sent again")
+    if unreadable:
+        click.echo(
+            f"{len(unreadable)} held deliveries stay held: their parked message was sealed under a key no longer in "
+            "WEBHOOK_ENCRYPTION_KEY (put it back, after the new one, and enable again): " + ", ".join(unreadable),
+            err=True,
+        )
 
 
 @main.command()
@@ -374,7 +381,8 @@ def reencrypt_secrets() -> None:
     """
     settings.check(need_key=True)
     count = subscribers.reencrypt()
-    click.echo(f"{count} secret(s) sealed again under the first key")
+    held = delivery_rows.reseal_held(_resealed)
+    click.echo(f"{count} secret(s) sealed again under the first key; {held} held delivery message(s) too")
 
 
 @main.group()
@@ -487,6 +495,12 @@ def _whsec_line(secret: str) -> str:
 def _echo(text: str) -> None:
     """A line of text made of recorded fields: a subscriber's answer, a lead's text (escaped)."""
     click.echo(printable(text))
+
+
+def _resealed(message: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A parked message checked under any configured key, authenticated again under the first."""
+    secretbox.check_authentic(message)
+    return secretbox.authenticate(message)
 
 
 def _without_password(url: str) -> str:

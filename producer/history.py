@@ -127,8 +127,13 @@ def pending(subscriber_id: int | None = None, limit: int = 100) -> list[Pending]
             state, retry, when, reason = "held", record.retry if record else 0, "on webhooks enable", row.held_reason
         elif record is None:
             state, retry, when, reason = "queued", 0, "now (waiting for a worker)", None
-        elif record.status == Status.HELD:  # released by enable, not attempted again yet
-            state, retry, when, reason = "queued", record.retry, "now (released)", None
+        elif record.status == Status.HELD:  # back in the queue: an open circuit, the in-flight limit, or enabled again
+            state, retry, when, reason = (
+                "held",
+                record.retry,
+                "when its hold ends (it waits in the queue)",
+                record.error,
+            )
         else:
             state, retry = "error", record.retry + 1
             when = record.next_retry_at.isoformat() + "+00:00" if record.next_retry_at else "now"

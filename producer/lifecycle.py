@@ -8,9 +8,10 @@ left out of ``webhooks deliveries --pending``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from producer import history, subscribers
 from producer.dispatch import PlannedDelivery, enqueue_all, redeliver
@@ -19,18 +20,20 @@ from records.models import Delivery
 from tasks import delivery as worker
 from tasks.message import DeliveryMessage
 from webhooks.clock import utcnow
-from webhooks.errors import InvalidInput
+from webhooks.errors import InvalidInput, WebhookError
 from webhooks.status import Status
 
 
-def enable(name: str) -> int:
-    """Enable NAME and send its held deliveries again; return how many were sent.
+def enable(name: str) -> tuple[int, list[str]]:
+    """Enable NAME and send its held deliveries again; return how many were sent, and the ids
+    of those left held because their parked message no longer opens (sealed under a key no
+    longer configured: put that key back, second, and enable again).
 
     The time a delivery was held does not count against its retry schedule: its first
     failure moves forward by that much, so it keeps every retry it had left.
     """
     subscriber = subscribers.set_enabled(name, True)
-    released = deliveries.release(subscriber.id)
+    released, unreadable = deliveries.release(subscriber.id, _readable)
     planned = []
     now = utcnow()
     for message, held_at in released:
@@ -40,7 +43,15 @@ def enable(name: str) -> int:
         again = held.but(due_at=None, held_since=None, first_failure_at=shifted)
         planned.append(PlannedDelivery(again.row(), again.sealed()))
     enqueue_all(planned, recorded=True)
-    return len(planned)
+    return len(planned), unreadable
+
+
+def _readable(message: Mapping[str, Any]) -> bool:
+    try:
+        DeliveryMessage.read(message)
+    except WebhookError:
+        return False
+    return True
 
 
 def disable(name: str) -> None:

@@ -8,7 +8,7 @@ messages back to be enqueued again. Workers read the ended ones through tasks.di
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -115,9 +115,13 @@ def park(message: Mapping[str, Any], delivery: New, reason: str) -> bool:
         return True
 
 
-def release(subscriber_id: int) -> list[tuple[Mapping[str, Any], datetime]]:
-    """Take the parked messages of a subscriber (and when each was held), oldest first.
-    Call it after enabling the subscriber, in the same transaction's order (see ``park``)."""
+def release(
+    subscriber_id: int, readable: Callable[[Mapping[str, Any]], bool]
+) -> tuple[list[tuple[Mapping[str, Any], datetime]], list[str]]:
+    """Take the parked messages of a subscriber that are ``readable`` (and when each was held),
+    oldest first, and the ids of those left parked because they are not (sealed under a key no
+    longer configured: they stay, nothing is lost). Call it after enabling the subscriber (see
+    ``park``)."""
     with database.platform() as session:
         session.execute(select(Subscriber.id).where(Subscriber.id == subscriber_id).with_for_update())
         rows = list(
@@ -127,6 +131,8 @@ def release(subscriber_id: int) -> list[tuple[Mapping[str, Any], datetime]]:
                 .order_by(Delivery.held_at)
             )
         )
+        kept = [row.delivery_id for row in rows if not readable(row.held_message or {})]
+        rows = [row for row in rows if row.delivery_id not in kept]
         taken: list[tuple[Mapping[str, Any], datetime]] = [
             (dict(row.held_message or {}), row.held_at or utcnow()) for row in rows
         ]
@@ -136,7 +142,17 @@ def release(subscriber_id: int) -> list[tuple[Mapping[str, Any], datetime]]:
                 .where(Delivery.delivery_id.in_([row.delivery_id for row in rows]))
                 .values(held_message=None, held_at=None, held_reason=None)
             )
-        return taken
+        return taken, kept
+
+
+def reseal_held(reseal: Callable[[Mapping[str, Any]], Mapping[str, Any]]) -> int:
+    """Authenticate every parked message again (``reseal``: under the first key), in one
+    transaction; after a key rotation, before the old key is dropped."""
+    with database.platform() as session:
+        rows = list(session.scalars(select(Delivery).where(Delivery.held_message.is_not(None))))
+        for row in rows:
+            row.held_message = dict(reseal(row.held_message or {}))
+        return len(rows)
 
 
 def held(subscriber_id: int | None = None) -> list[Delivery]:

@@ -1,7 +1,7 @@
 """Worker side: the Celery app and the ``deliver_webhook`` task.
 
 Run a worker with ``celery -A tasks worker``; enqueue from Python with
-``tasks.deliver_webhook.delay(message)`` (the message is described in tasks.delivery).
+``tasks.deliver_webhook.delay(message)`` (the message is described in tasks.message).
 """
 
 from tasks.application import app, deliver_webhook

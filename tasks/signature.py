@@ -21,7 +21,7 @@ cannot also equal the other's (HMAC values of two keys differ), so no value sati
 partner whichever secret it holds. Signing with the previous secret is the one choice with
 which such a partner can switch without a single rejection: it learns the end of the grace
 period when it gets the new secret and switches then, instead of at the rotation itself, which
-always comes before it has the new secret. The partner's procedure: the README, "What a
+always comes before it has the new secret. The partner's procedure: docs/subscribers.md, "What a
 subscriber receives".
 """
 

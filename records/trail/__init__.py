@@ -25,7 +25,7 @@ Design (the README's "Audit trail" section says the same for users):
   whose MAC authenticates, and follows only a checkpoint that authenticates. Workers
   write one every ``AUDIT_CHECKPOINT_INTERVAL`` seconds, ``webhooks audit checkpoint``
   on demand; the migration that introduced the chains wrote the first (``genesis``),
-  over the rows that existed then, and the one that introduced the MACs (0004) MACed
+  over the rows that existed then, and the one that introduced the MACs (0005) MACed
   every record and checkpoint that existed then.
 - **Pruning carries the chains forward.** ``prune`` deletes, chain by chain, the records
   older than the cutoff (a prefix of each chain) and the checkpoints older than it, and

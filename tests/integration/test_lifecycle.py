@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import time
 from datetime import timedelta
 from urllib.parse import urlsplit
@@ -266,3 +267,41 @@ def test_recover_resends_as_redeliveries_what_never_succeeded_in_the_window(
     again = cli("recover", subscription.name, "--since", since, "--dry-run")
     assert "0 deliveries" in again.output  # redelivered once: not a candidate twice
     assert urlsplit(posts[0].path).path == up
+
+
+def test_held_deliveries_survive_a_key_rotation_resealed_or_left_held_never_lost(
+    worker: Worker, receiver: Receiver, subscribe, cli: Cli
+) -> None:
+    import base64
+
+    from records import deliveries
+    from webhooks import secretbox
+
+    path = f"/fail/{unique('rekeyed')}"
+    subscription = subscribe(receiver.url(path))
+    [(delivery_id, _, _)] = dispatched(cli, a_lead(subscription.shop))
+    until_statuses(delivery_id, "error")
+    assert cli("disable", subscription.name).exit_code == 0
+    until_statuses(delivery_id, "error", "held")
+    old = os.environ["WEBHOOK_ENCRYPTION_KEY"]
+    new = base64.b64encode(bytes(range(200, 232))).decode()
+
+    # The old key dropped too early: enable leaves it held and says why; nothing is lost.
+    early = run_cli("enable", subscription.name, env={"WEBHOOK_ENCRYPTION_KEY": new})
+    assert early.returncode == 0, early.stderr
+    assert "0 held deliveries sent again" in early.stdout
+    assert "1 held deliveries stay held" in early.stderr and delivery_id in early.stderr
+    row = deliveries.get(delivery_id)
+    assert row is not None and row.held_message is not None
+    assert cli("disable", subscription.name).exit_code == 0
+
+    # The documented rotation: NEW first, OLD second, reencrypt-secrets: the parked message too.
+    done = run_cli("reencrypt-secrets", env={"WEBHOOK_ENCRYPTION_KEY": f"{new},{old}"})
+    try:
+        assert done.returncode == 0, done.stderr
+        assert re.search(r"; [1-9]\d* held delivery message\(s\) too", done.stdout), done.stdout  # (others' too)
+        row = deliveries.get(delivery_id)
+        assert row is not None and row.held_message is not None
+        secretbox.check_authentic(row.held_message, [base64.b64decode(new)])  # opens under NEW alone
+    finally:  # the session's worker knows the old key only: back to it
+        assert run_cli("reencrypt-secrets", env={"WEBHOOK_ENCRYPTION_KEY": f"{old},{new}"}).returncode == 0
