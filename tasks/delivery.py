@@ -36,7 +36,7 @@ from records import deliveries
 from tasks import audit, circuit, destination, limits, operations, payload, schedule, sender, signature
 from tasks.directory import SKEW, NotKnownYet, SubscriberState, directory
 from tasks.message import DeliveryMessage
-from webhooks import secretbox
+from webhooks import clock, secretbox
 from webhooks.clock import utcnow
 from webhooks.errors import (
     MalformedMessage,
@@ -196,7 +196,7 @@ def attempt(
         return None
     except UnresolvedName as error:  # DNS may come back: a failure like any other
         target, response = None, sender.Response(None, None, f"connection error: {error}", 0.0)
-    headers.update(signature.headers(delivery.webhook_id, signature.unix_seconds(attempted_at), body, secrets))
+    headers.update(signature.headers(delivery.webhook_id, clock.wall_seconds(attempted_at), body, secrets))
     if target is not None:
         response = sender.post(target, body, headers)
     address = target.address if target else None

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -58,7 +59,7 @@ def send(event: Mapping[str, Any]) -> sender.Response:
         "Content-Type": "application/json",
         "User-Agent": settings.WEBHOOK_USER_AGENT,
         "webhook-id": str(event["id"]),
-        **signature.headers(str(event["id"]), int(now().timestamp()), body, [settings.WEBHOOK_OPERATIONS_SECRET]),
+        **signature.headers(str(event["id"]), int(time.time()), body, [settings.WEBHOOK_OPERATIONS_SECRET]),
     }
     try:
         target = destination.check(settings.WEBHOOK_OPERATIONS_URL)

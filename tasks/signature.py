@@ -31,7 +31,6 @@ import base64
 import hashlib
 import hmac
 from collections.abc import Sequence
-from datetime import UTC, datetime
 
 WHSEC_PREFIX = "whsec_"
 
@@ -44,11 +43,6 @@ def key_bytes(secret: str) -> bytes:
 def whsec(secret: str) -> str:
     """The Standard Webhooks form of the secret: the same key, as its libraries read it."""
     return WHSEC_PREFIX + base64.b64encode(key_bytes(secret)).decode("ascii")
-
-
-def unix_seconds(moment: datetime) -> int:
-    """Whole Unix seconds of a moment (naive means UTC, as in the audit tables)."""
-    return int((moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp())
 
 
 def hex_digest(secret: str, body: bytes, algorithm: str) -> str:

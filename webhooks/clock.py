@@ -20,6 +20,14 @@ def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None) + _SHIFT
 
 
+def wall_seconds(moment: datetime) -> int:
+    """Whole Unix seconds of a moment of this clock (naive means UTC) by the wall clock: what the
+    outside world is told (a ``webhook-timestamp``, checked by receivers against their own clocks),
+    ``CLOCK_SHIFT`` taken off."""
+    aware = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return int((aware - _SHIFT).timestamp())
+
+
 def now() -> datetime:
     """Now, aware UTC (shifted by ``CLOCK_SHIFT``)."""
     return datetime.now(UTC) + _SHIFT

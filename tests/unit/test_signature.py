@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import standardwebhooks
@@ -113,6 +113,10 @@ def test_no_secret_is_refused() -> None:
         signature.headers("d", 0, b"{}", [])
 
 
-def test_unix_seconds_reads_a_naive_moment_as_utc() -> None:
-    assert signature.unix_seconds(datetime(2021, 2, 25, 15, 2, 10)) == 1614265330
-    assert signature.unix_seconds(datetime(2021, 2, 25, 15, 2, 10, 999999, tzinfo=UTC)) == 1614265330
+def test_the_timestamp_is_the_wall_clock_s_unix_seconds_of_the_attempt_naive_read_as_utc() -> None:
+    import settings
+    from webhooks import clock
+
+    shift = timedelta(seconds=settings.CLOCK_SHIFT)  # the project's clock runs ahead in make test-shifted
+    assert clock.wall_seconds(datetime(2021, 2, 25, 15, 2, 10) + shift) == 1614265330
+    assert clock.wall_seconds(datetime(2021, 2, 25, 15, 2, 10, 999999, tzinfo=UTC) + shift) == 1614265330
