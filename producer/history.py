@@ -57,7 +57,11 @@ def last_records(delivery_ids: list[str]) -> dict[str, DeliveryAttempt]:
     with database.audit() as session:
         for start in range(0, len(delivery_ids), 500):
             chunk = delivery_ids[start : start + 500]
-            query = select(DeliveryAttempt).where(DeliveryAttempt.delivery_id.in_(chunk)).order_by(DeliveryAttempt.id)
+            query = (
+                select(DeliveryAttempt)
+                .where(DeliveryAttempt.delivery_id.in_(chunk), DeliveryAttempt.status != Status.REFUSED)
+                .order_by(DeliveryAttempt.id)
+            )
             for row in session.scalars(query):
                 found[row.delivery_id] = row
     return found

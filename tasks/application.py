@@ -19,7 +19,8 @@ import settings
 from tasks import audit, operations, transport
 from tasks.delivery import BACKOFF, Arrival, after_crash, process, revoked
 from tasks.message import summary
-from webhooks.errors import ConfigurationError
+from webhooks import secretbox
+from webhooks.errors import ConfigurationError, WebhookError
 
 log = logging.getLogger(audit.LOGGER_NAME)
 
@@ -158,6 +159,11 @@ def deliver_webhook(self: Task, delivery: dict[str, Any]) -> None:
 def notify_operators(self: Task, event: dict[str, Any]) -> None:
     """POST one operational webhook (tasks.operations); tried OPERATIONS_ATTEMPTS times, SQS
     holding it between tries; a last failure is logged, never turned into another event."""
+    try:
+        secretbox.check_authentic(event)
+    except WebhookError as error:  # not built by a worker: never signed nor sent
+        operations.log.error("operational event refused, not sent: %s", error)
+        return
     response = operations.send(event)
     if response.ok:
         return

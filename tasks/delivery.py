@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -64,7 +65,7 @@ class Again:
 class Arrival:
     """What the broker says of one arrival of a message."""
 
-    broker_id: str  # the id a refused message is recorded under (never one its content chose)
+    broker_id: str  # the Celery task id: its publisher chose it (a refused record quotes it, never files under it)
     redelivered: bool = True  # SQS handed it out before (only then can its delivery have succeeded already)
 
 
@@ -369,11 +370,12 @@ def refuse(message: object, arrival: Arrival, error: MalformedMessage | Tampered
         "lead_id": lead.get("id") if isinstance(lead, Mapping) else None,
         "retry": fields.get("retry"),
     }
+    claimed["task_id"] = arrival.broker_id  # chosen by its publisher too: quoted, never used as the record's id
     shown = ", ".join(f"{name}={printable(repr(value))[:120]}" for name, value in claimed.items() if value is not None)
     kind = "unauthenticated" if isinstance(error, TamperedMessage) else "malformed"
     audit.record(
         audit.Attempt(
-            delivery_id=arrival.broker_id[:64],
+            delivery_id=f"refused-{uuid.uuid4()}",
             lead_id="",
             webhook="",
             url="",

@@ -198,7 +198,9 @@ class Directory:
 
     @staticmethod
     def _covers(snapshot: Snapshot, issued_at: datetime | None) -> bool:
-        return issued_at is not None and snapshot.loaded_at > issued_at + SKEW
+        """Whether the snapshot was loaded after the message was issued (a message of the earlier
+        form, without ``issued_at``, predates every snapshot: any covers it)."""
+        return issued_at is None or snapshot.loaded_at > issued_at + SKEW
 
     def _load_covering(self, issued_at: datetime | None) -> Snapshot:
         """A snapshot loaded now, unless one loaded after ``issued_at`` (+ SKEW) is there
@@ -219,9 +221,10 @@ class Directory:
 
     @staticmethod
     def _find(snapshot: Snapshot, subscriber_id: int, name: str) -> SubscriberState | None:
-        if subscriber_id:
-            return snapshot.by_id.get(subscriber_id)
-        return snapshot.by_name.get(name)
+        """The subscriber the message names: its id and its name must both match (a database that
+        reuses the id of a deleted row, as SQLite does, never hands its leads to a newcomer)."""
+        state = snapshot.by_id.get(subscriber_id) if subscriber_id else snapshot.by_name.get(name)
+        return state if state is not None and state.name == name else None
 
 
 def _short(error: BaseException) -> str:

@@ -22,6 +22,7 @@ from typing import Any
 
 import settings
 from tasks import destination, sender, signature
+from webhooks import secretbox
 from webhooks.clock import now
 from webhooks.errors import WebhookError
 from webhooks.text import printable
@@ -39,7 +40,10 @@ def notify(kind: str, data: Mapping[str, Any]) -> None:
     log.error("%s %s", kind, shown)
     if not settings.WEBHOOK_OPERATIONS_URL:
         return
-    event = {"id": str(uuid.uuid4()), "type": kind, "timestamp": now().isoformat(), "data": dict(data)}
+    # authenticated like a delivery message: a queue writer without the key cannot have one signed and sent
+    event = secretbox.authenticate(
+        {"id": str(uuid.uuid4()), "type": kind, "timestamp": now().isoformat(), "data": dict(data)}
+    )
     try:
         from tasks.application import notify_operators
 

@@ -38,16 +38,22 @@ def parse_retry_after(raw: str, now: datetime) -> datetime:
     UTC; ValueError naming the problem for a malformed or negative one."""
     value = raw.strip()
     if value.isdigit():
-        return now + timedelta(seconds=int(value))
+        try:
+            return now + timedelta(seconds=int(value))
+        except OverflowError:
+            raise ValueError(f"Retry-After {raw[:40]!r} is beyond the calendar") from None
     if value.startswith("-") and value[1:].isdigit():
         raise ValueError(f"negative Retry-After {raw!r}")
     try:
         asked = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         raise ValueError(f"malformed Retry-After {raw!r}") from None
     if asked.tzinfo is None:
         raise ValueError(f"malformed Retry-After {raw!r} (an HTTP-date is in GMT)")
-    return asked.astimezone(UTC).replace(tzinfo=None)
+    try:
+        return asked.astimezone(UTC).replace(tzinfo=None)
+    except OverflowError:
+        raise ValueError(f"Retry-After {raw[:40]!r} is beyond the calendar") from None
 
 
 def delay_seconds(due: datetime, now: datetime, max_delay: int) -> int:

@@ -143,6 +143,22 @@ def attempts(delivery_id: str) -> list[dict[str, Any]]:
         return [{column.name: getattr(row, column.key) for column in DeliveryAttempt.__table__.columns} for row in rows]
 
 
+def refused_for(task_id: str) -> list[dict[str, Any]]:
+    """The ``refused`` records of the message published under ``task_id`` (quoted in their error)."""
+    from sqlalchemy import select
+
+    from records import database
+    from records.models import DeliveryAttempt
+
+    with database.audit() as session:
+        rows = session.scalars(
+            select(DeliveryAttempt)
+            .where(DeliveryAttempt.status == "refused", DeliveryAttempt.error.contains(f"task_id='{task_id}'"))
+            .order_by(DeliveryAttempt.id)
+        )
+        return [{column.name: getattr(row, column.key) for column in DeliveryAttempt.__table__.columns} for row in rows]
+
+
 def queue_bodies(sqs: Any, queue: str) -> list[str]:
     """Every message body waiting in ``queue`` (none if it was never created)."""
     try:

@@ -1,6 +1,6 @@
 """Adversary review: operator mistakes and upgrades around the subscriber lifecycle (key
 rotation with held deliveries, a deleted subscriber's id given to a new one, a message of the
-earlier form whose subscriber is gone). Defects found are marked xfail(strict=True) until fixed."""
+earlier form whose subscriber is gone). Each failed before its fix."""
 
 from __future__ import annotations
 
@@ -28,12 +28,6 @@ from webhooks import secretbox
 OLD_KEY = bytes(range(100, 132))  # the key before the rotation; tests/conftest.py's TEST_KEY is the new one
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a parked message keeps the MAC of the key it was parked under: reencrypt-secrets does not MAC it "
-    "again, and enable clears every parked message (deliveries.release commits) before reading them, so "
-    "one that no longer authenticates fails enable and every held delivery of the subscriber is lost",
-)
 def test_held_deliveries_are_sent_on_enable_after_a_key_rotation_done_as_documented(
     worker: Worker, receiver: Receiver, subscribe, cli: Cli, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -75,15 +69,14 @@ def sqlite_platform(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
     db.autocommit_engine(url).dispose()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the worker finds a message's subscriber by id alone (tasks.directory._find) and never compares "
-    "the name the MAC vouches for: SQLite gives a deleted subscriber's id to the next one created, and a "
-    "queued lead of the deleted partner goes to the new one, signed with its secret",
-)
 def test_a_queued_lead_of_a_deleted_subscriber_never_reaches_the_subscriber_created_with_its_id(
-    sqlite_platform: str, receiver: Receiver
+    sqlite_platform: str, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from datetime import timedelta
+
+    from tasks import directory as cache
+
+    monkeypatch.setattr(cache, "SKEW", timedelta(0))  # one clock here: a snapshot loaded now covers the message
     shop, gone_path, new_path = unique("shop"), f"/ok/{unique('deleted')}", f"/ok/{unique('newcomer')}"
     subscribers.configure(gone := unique("deleted"), receiver.url(gone_path), ["facebook_form"], [shop])
     gone_id = subscribers.named(gone).id
@@ -99,12 +92,6 @@ def test_a_queued_lead_of_a_deleted_subscriber_never_reaches_the_subscriber_crea
     assert [row["status"] for row in attempts(queued["delivery_id"])] == ["cancelled"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a message of the earlier form has no issued_at: Directory._covers is False for it, so a subscriber "
-    "missing by name raises NotKnownYet forever (a full reload of the cache each time, the message "
-    "republished every 5 s, never recorded)",
-)
 def test_a_message_of_the_earlier_form_whose_subscriber_is_gone_ends_cancelled_instead_of_looping(
     database: str, receiver: Receiver
 ) -> None:

@@ -1,6 +1,6 @@
 """Adversary review: someone who can write to the queue but holds no key (a compromised
 producer host, a leaked SendMessage credential), end to end. Defects found are marked
-xfail(strict=True) until fixed."""
+each failed before its fix."""
 
 from __future__ import annotations
 
@@ -38,11 +38,6 @@ def handled(worker: Worker, task_id: str) -> bool:
     return any(task_id in line and "received" not in line.lower() for line in worker.output().splitlines())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="tasks.notify_operators takes its event from the queue unauthenticated: anyone who can write to "
-    "the queue gets any event signed with WEBHOOK_OPERATIONS_SECRET and POSTed to the operators",
-)
 def test_an_operational_event_written_to_the_queue_without_the_key_is_never_signed_nor_sent(
     ops_worker: tuple[str, str, Worker], receiver: Receiver
 ) -> None:
@@ -59,12 +54,6 @@ def test_an_operational_event_written_to_the_queue_without_the_key_is_never_sign
     assert receiver.to(path) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a refused message is recorded under the Celery task id, which whoever publishes chooses: a "
-    "'refused' (final) record lands on another delivery, which drops out of deliveries --pending, "
-    "cancel and recover",
-)
 def test_a_refused_message_cannot_choose_the_delivery_its_record_is_filed_under(
     worker: Worker, subscribe, receiver: Receiver
 ) -> None:
