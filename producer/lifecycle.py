@@ -37,7 +37,7 @@ def enable(name: str) -> int:
         held = DeliveryMessage.read(message)
         shifted = held.first_failure_at + (now - held_at) if held.first_failure_at else None
         again = held.but(due_at=None, held_since=None, first_failure_at=shifted)
-        planned.append(PlannedDelivery(again.row(), again.sealed()))
+        planned.append(PlannedDelivery(again.row(), again))
     enqueue_all(planned, recorded=True)
     return len(planned)
 

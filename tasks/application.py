@@ -125,12 +125,9 @@ def deliver_webhook(self: Task, delivery: dict[str, Any]) -> None:
     Thin on purpose: ``tasks.delivery.process`` does the work and says whether the
     message must come back later (a retry, or a hop of a wait longer than SQS's delay).
     """
-    # Whether SQS handed this message out before (set by tasks.transport, from which every task
-    # message comes; Celery's worker would say False otherwise): only then can its delivery have
-    # succeeded already (a worker killed before its acknowledgement, a delete that failed).
-    arrival = Arrival(
-        broker_id=str(self.request.id), redelivered=bool((self.request.delivery_info or {}).get("redelivered", True))
-    )
+    # What SQS says of this arrival (set by tasks.transport, from which every task message comes):
+    # whether it handed the message out before, its MessageId and when it accepted it.
+    arrival = Arrival.of(self.request)
     try:
         again = process(delivery, arrival)
     except Exception as error:  # a bug, the database down…: the message comes back after a visibility timeout

@@ -20,6 +20,12 @@ def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None) + _SHIFT
 
 
+def from_unix(seconds: float) -> datetime:
+    """A Unix time read from another clock (SQS's ``SentTimestamp``) as this clock reads it: naive
+    UTC, shifted by ``CLOCK_SHIFT`` like ``utcnow`` (so the two compare at any shift)."""
+    return datetime.fromtimestamp(seconds, UTC).replace(tzinfo=None) + _SHIFT
+
+
 def now() -> datetime:
     """Now, aware UTC (shifted by ``CLOCK_SHIFT``)."""
     return datetime.now(UTC) + _SHIFT
