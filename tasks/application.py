@@ -52,6 +52,8 @@ app.conf.update(
     worker_prefetch_multiplier=1,
     worker_hijack_root_logger=False,
     worker_redirect_stdouts=False,
+    # a message the worker removes without running a task (undecodable, unknown) is recorded
+    worker_consumer="tasks.consumer:RecordingConsumer",
 )
 
 
