@@ -23,7 +23,8 @@ from webhooks.errors import ConfigurationError
 
 log = logging.getLogger(audit.LOGGER_NAME)
 
-app = Celery("webhooks")
+# amqp: every delivery message is built with its summary for monitors (tasks/monitoring.py)
+app = Celery("webhooks", amqp="tasks.monitoring:SummaryAMQP")
 app.conf.update(
     broker_url=settings.BROKER_URL,
     # kombu's SQS transport, adjusted (tasks/transport.py); the URL keeps sqs://
@@ -172,19 +173,6 @@ def notify_operators(self: Task, event: dict[str, Any]) -> None:
         return
     operations.log.warning("operational webhook %s failed (%s): tried again", event.get("type"), response.error)
     raise self.retry(countdown=0, DelaySeconds=min(operations.OPERATIONS_WAIT, settings.SQS_MAX_DELAY))
-
-
-@signals.before_task_publish.connect
-def _summary_only(sender: str | None = None, headers: dict[str, Any] | None = None, body: Any = None, **_: Any) -> None:
-    """However a delivery is sent (dispatch, ``deliver_webhook.delay(...)``, a retry), monitors
-    (Flower, ``inspect``, Celery's logs) see its summary, never the lead's personal data."""
-    if sender != deliver_webhook.name or headers is None:
-        return
-    kwargs = body[1] if isinstance(body, tuple | list) and len(body) > 1 and isinstance(body[1], dict) else {}
-    args = body[0] if isinstance(body, tuple | list) and body and isinstance(body[0], list | tuple) else ()
-    message = kwargs.get("delivery", args[0] if args else None)
-    headers["argsrepr"] = "()"
-    headers["kwargsrepr"] = summary(message)
 
 
 @signals.task_revoked.connect
