@@ -27,7 +27,7 @@ from tasks import audit, deliver_webhook
 from tasks.delivery import Arrival, process
 from tasks.directory import directory
 from tasks.message import DeliveryMessage
-from tests.integration.conftest import attempts, message_to, refused_claiming, session_counters, subscriber_at
+from tests.integration.conftest import Cli, attempts, message_to, refused_claiming, session_counters, subscriber_at
 from tests.support.factories import an_attempt
 from webhooks import clock, secretbox
 
@@ -64,7 +64,7 @@ def raw_body(sqs: Any, message: dict[str, Any]) -> str:
 
 
 def test_a_captured_message_published_again_after_its_delivery_succeeded_is_refused_and_never_posted_again(
-    database: str, moto: object, sqs: Any, receiver: Receiver, logs: Path
+    database: str, moto: object, sqs: Any, receiver: Receiver, logs: Path, cli: Cli
 ) -> None:
     queue = unique("replayed")
     # A skew allowance of 2 s instead of 60 s: the replays need not wait a minute to be late.
@@ -94,6 +94,8 @@ def test_a_captured_message_published_again_after_its_delivery_succeeded_is_refu
         assert row["status"] == "refused"
         assert row["error"].startswith(f"replayed message refused: delivery {sent['delivery_id']} already succeeded")
         assert (row["lead_id"], row["webhook"], row["request_body"]) == ("", "", "")
+    shown = cli("show", f"sqs:{replays[0]}")
+    assert shown.exit_code == 0 and "refused" in shown.output and "replayed message refused" in shown.output
 
 
 def test_a_message_sqs_accepts_past_the_replay_limit_after_its_sealing_is_refused_whatever_headers_it_carries(
