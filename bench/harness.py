@@ -41,6 +41,7 @@ def configure_environment(moto_port: int, spool: Path) -> None:
             "DATABASE_URL": f"mysql+pymysql://root@127.0.0.1:3306/{DB}",
             "WEBHOOK_ENCRYPTION_KEY": base64.b64encode(os.urandom(32)).decode(),
             "SQS_QUEUE": f"bench-{RUN}-count",
+            "SQS_REGION": "us-east-1",  # moto's; without it no region is known and nothing starts
             "WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8",
             "AUDIT_SPOOL_DIR": str(spool),
             "LOG_LEVEL": "INFO",

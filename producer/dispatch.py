@@ -39,8 +39,15 @@ class PlannedDelivery:
     """A message ready to publish, and what the user is told about it."""
 
     row: deliveries.New
-    message: dict[str, Any]
+    delivery: DeliveryMessage
     supersedes: str | None = None  # the delivery this redelivery ends, if it is still pending
+
+    @property
+    def message(self) -> dict[str, Any]:
+        """The message as published now: sealed at each read, so that its ``issued_at`` is the
+        time of its publish however long the dispatch of the leads before it took (a worker
+        refuses one that SQS accepts long after its sealing as a replay: tasks.delivery)."""
+        return self.delivery.sealed()
 
     @property
     def delivery_id(self) -> str:
@@ -155,7 +162,7 @@ def planned(subscriber: Subscriber, lead: Mapping[str, Any], redelivery_of: str 
         redelivery_of=redelivery_of,
     )
     row = deliveries.New(delivery_id, webhook_id, str(lead["id"]), subscriber.id, subscriber.name, redelivery_of)
-    return PlannedDelivery(row, message.sealed(), supersedes=redelivery_of)
+    return PlannedDelivery(row, message, supersedes=redelivery_of)
 
 
 def redeliver(delivery_id: str) -> PlannedDelivery:
@@ -231,10 +238,9 @@ def enqueue_all(
 
 
 def enqueue(planned: PlannedDelivery) -> None:
-    """Publish one delivery; its id is also the Celery task id."""
-    deliver_webhook.apply_async(
-        kwargs={"delivery": planned.message}, task_id=planned.delivery_id, kwargsrepr=summary(planned.message)
-    )
+    """Publish one delivery, sealed now; its id is also the Celery task id."""
+    message = planned.message
+    deliver_webhook.apply_async(kwargs={"delivery": message}, task_id=planned.delivery_id, kwargsrepr=summary(message))
 
 
 def supersede(delivery_id: str, reason: str) -> None:

@@ -3,7 +3,8 @@
 A lead has the payload body's fields (docs/contract.md) except ``retry``, which the worker adds.
 Required: ``id`` (UUID), ``created_at`` (ISO 8601 with an offset), ``lead_type``,
 ``geolid_shop_id``. Optional: the text fields (null when absent), ``is_geolid`` and
-``is_organic`` (false when absent), ``extra_data`` (an object, {} when absent).
+``is_organic`` (false when absent), ``extra_data`` (an object, {} when absent), its objects
+and arrays nested at most ``MAX_NESTING`` levels deep.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import json
 import uuid
 from collections.abc import Iterable, Iterator
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from webhooks.errors import InvalidInput
 
@@ -41,6 +42,10 @@ FIELDS = (
     "extra_data",
 )
 MAX_TEXT = 10_000  # characters in one text field
+# Levels of objects and arrays in extra_data, itself level 1. Far below what any decoder on the way
+# takes (Python's JSON decoder, kombu's and Celery's included, fails near 1,000 levels, less the
+# message's own): a lead accepted at dispatch is always decoded by the worker.
+MAX_NESTING = 32
 
 
 class _Refused(Exception):
@@ -89,14 +94,31 @@ def _normalize(lead: object) -> dict[str, Any]:
         extra = {}
     if not isinstance(extra, dict):
         raise _Refused("extra_data", f"must be a JSON object, not {_kind(extra)}")
+    if _nested_beyond(extra, MAX_NESTING):
+        raise _Refused(
+            "extra_data", f"nests objects and arrays more than {MAX_NESTING} levels deep (at most {MAX_NESTING})"
+        )
     try:
         json.dumps(extra, allow_nan=False, ensure_ascii=False).encode("utf-8")
     except (ValueError, TypeError) as error:  # NaN/Infinity, non-JSON values, lone surrogates
         raise _Refused("extra_data", f"is not standard JSON ({error})") from None
-    except RecursionError:
-        raise _Refused("extra_data", "is nested too deeply") from None
+    except RecursionError:  # a structure the nesting check does not walk (not JSON's)
+        raise _Refused("extra_data", f"nests more than {MAX_NESTING} levels deep") from None
     out["extra_data"] = extra
     return out
+
+
+def _nested_beyond(value: object, limit: int) -> bool:
+    """Whether ``value`` holds objects or arrays more than ``limit`` levels deep (``value`` itself,
+    an object or array, is level 1); read without recursion, stopping at the first too deep."""
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        current, level = stack.pop()
+        if level > limit:
+            return True
+        children = current.values() if isinstance(current, dict) else cast(list[object], current)
+        stack.extend((child, level + 1) for child in children if isinstance(child, dict | list | tuple))
+    return False
 
 
 def read(data: str | bytes) -> list[object]:

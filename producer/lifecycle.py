@@ -41,7 +41,7 @@ def enable(name: str) -> tuple[int, list[str]]:
         since = held.held_since or held_at  # a hold (an open circuit) may have begun before the parking
         shifted = held.first_failure_at + (now - since) if held.first_failure_at else None
         again = held.but(due_at=None, held_since=None, first_failure_at=shifted)
-        planned.append(PlannedDelivery(again.row(), again.sealed()))
+        planned.append(PlannedDelivery(again.row(), again))
     enqueue_all(planned, recorded=True)
     return len(planned), unreadable
 

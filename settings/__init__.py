@@ -209,6 +209,10 @@ ALLOWED_NETWORKS = _networks("WEBHOOK_ALLOWED_NETWORKS")
 WEBHOOK_SECRET_GRACE: int = _duration("WEBHOOK_SECRET_GRACE", "24h", minimum=0)
 # unexpected failures of one message's processing (a bug) before it ends abandoned
 WEBHOOK_MAX_UNEXPECTED_FAILURES: int = _integer("WEBHOOK_MAX_UNEXPECTED_FAILURES", 10, minimum=1)
+# time to publish, and clock skew, allowed from a message's sealing to SQS accepting it (later: checked for a replay)
+WEBHOOK_REPLAY_SKEW: int = _duration("WEBHOOK_REPLAY_SKEW", "60s")
+# a message SQS accepted longer than this after it was sealed is refused as a replay (never sent)
+WEBHOOK_REPLAY_LIMIT: int = _duration("WEBHOOK_REPLAY_LIMIT", "15m")
 # s a worker keeps its view of the subscribers before reading them again: how stale a change may be
 SUBSCRIBER_CACHE_SECONDS: float = _number("SUBSCRIBER_CACHE_SECONDS", 5.0, minimum=0)
 # longest wait a subscriber's Retry-After (on 429 and 503) may ask for
@@ -259,6 +263,10 @@ if WEBHOOK_OPERATIONS_URL and not WEBHOOK_OPERATIONS_SECRET:
     )
 if WEBHOOK_CIRCUIT_FAILURE_RATIO > 1:
     _problems.append(f"WEBHOOK_CIRCUIT_FAILURE_RATIO={WEBHOOK_CIRCUIT_FAILURE_RATIO:g} must be at most 1 (a share)")
+if WEBHOOK_REPLAY_LIMIT <= WEBHOOK_REPLAY_SKEW:
+    _problems.append(
+        f"WEBHOOK_REPLAY_LIMIT={WEBHOOK_REPLAY_LIMIT} s must be longer than WEBHOOK_REPLAY_SKEW={WEBHOOK_REPLAY_SKEW} s"
+    )
 if SQS_WAIT_TIME_SECONDS > 20:
     _problems.append(f"SQS_WAIT_TIME_SECONDS={SQS_WAIT_TIME_SECONDS} must be at most 20 (an SQS limit)")
 if SQS_MAX_DELAY > 900:

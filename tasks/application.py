@@ -24,7 +24,8 @@ from webhooks.errors import ConfigurationError, WebhookError
 
 log = logging.getLogger(audit.LOGGER_NAME)
 
-app = Celery("webhooks")
+# amqp: every delivery message is built with its summary for monitors (tasks/monitoring.py)
+app = Celery("webhooks", amqp="tasks.monitoring:SummaryAMQP")
 app.conf.update(
     broker_url=settings.BROKER_URL,
     # kombu's SQS transport, adjusted (tasks/transport.py); the URL keeps sqs://
@@ -53,6 +54,8 @@ app.conf.update(
     worker_prefetch_multiplier=1,
     worker_hijack_root_logger=False,
     worker_redirect_stdouts=False,
+    # a message the worker removes without running a task (undecodable, unknown) is recorded
+    worker_consumer="tasks.consumer:RecordingConsumer",
 )
 
 
@@ -126,12 +129,9 @@ def deliver_webhook(self: Task, delivery: dict[str, Any]) -> None:
     Thin on purpose: ``tasks.delivery.process`` does the work and says whether the
     message must come back later (a retry, or a hop of a wait longer than SQS's delay).
     """
-    # Whether SQS handed this message out before (set by tasks.transport, from which every task
-    # message comes; Celery's worker would say False otherwise): only then can its delivery have
-    # succeeded already (a worker killed before its acknowledgement, a delete that failed).
-    arrival = Arrival(
-        broker_id=str(self.request.id), redelivered=bool((self.request.delivery_info or {}).get("redelivered", True))
-    )
+    # What SQS says of this arrival (set by tasks.transport, from which every task message comes):
+    # whether it handed the message out before, its MessageId and when it accepted it.
+    arrival = Arrival.of(self.request)
     try:
         again = process(delivery, arrival)
     except Exception as error:  # a bug, the database down…: the message comes back after a visibility timeout
@@ -179,19 +179,6 @@ def notify_operators(self: Task, event: dict[str, Any]) -> None:
         return
     operations.log.warning("operational webhook %s failed (%s): tried again", event.get("type"), response.error)
     raise self.retry(countdown=0, DelaySeconds=min(operations.OPERATIONS_WAIT, settings.SQS_MAX_DELAY))
-
-
-@signals.before_task_publish.connect
-def _summary_only(sender: str | None = None, headers: dict[str, Any] | None = None, body: Any = None, **_: Any) -> None:
-    """However a delivery is sent (dispatch, ``deliver_webhook.delay(...)``, a retry), monitors
-    (Flower, ``inspect``, Celery's logs) see its summary, never the lead's personal data."""
-    if sender != deliver_webhook.name or headers is None:
-        return
-    kwargs = body[1] if isinstance(body, tuple | list) and len(body) > 1 and isinstance(body[1], dict) else {}
-    args = body[0] if isinstance(body, tuple | list) and body and isinstance(body[0], list | tuple) else ()
-    message = kwargs.get("delivery", args[0] if args else None)
-    headers["argsrepr"] = "()"
-    headers["kwargsrepr"] = summary(message)
 
 
 @signals.task_revoked.connect

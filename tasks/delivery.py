@@ -4,13 +4,17 @@
 message to publish again with an SQS delay (a retry, or a hop of a long wait):
 
 1. a message that fails authentication is refused: recorded under the broker's id, as
-   ``refused``, never as a fact about the delivery, lead or subscriber it names;
-2. a delivery an operator ended (``webhooks cancel``, a redelivery, a revoke) is dropped,
+   ``refused``, never as a fact about the delivery, lead or subscriber it names; so is an
+   authentic one that SQS accepted more than ``WEBHOOK_REPLAY_LIMIT`` after it was sealed (a
+   captured message published again: a replay);
+2. a message SQS handed out before, or accepted more than ``WEBHOOK_REPLAY_SKEW`` after it was
+   sealed, is looked up in the audit: a copy of a delivery that already succeeded is dropped (a
+   late copy, which only a replay or clocks far apart make, is recorded ``refused`` as a replay);
+3. a delivery an operator ended (``webhooks cancel``, a redelivery, a revoke) is dropped,
    recorded ``cancelled`` or ``superseded``; so is one whose subscriber was deleted;
-3. a message that arrived before its due time is put back (a hop: no record);
-4. a delivery whose subscriber is disabled is held: parked in the platform database with
+4. a message that arrived before its due time is put back (a hop: no record);
+5. a delivery whose subscriber is disabled is held: parked in the platform database with
    a ``held`` record, sent again by ``webhooks enable``;
-5. a duplicate of a delivery that already succeeded is dropped;
 6. a delivery whose subscriber's circuit is open goes back to SQS until the cool-down ends
    (one worker's probe decides then, tasks.circuit), and one over the subscriber's in-flight
    limit goes back for a few seconds (tasks.limits): neither holds a thread, and the first
@@ -26,7 +30,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -37,12 +40,14 @@ from records import deliveries
 from tasks import audit, circuit, destination, limits, operations, payload, schedule, sender, signature
 from tasks.directory import SKEW, NotKnownYet, SubscriberState, directory
 from tasks.message import DeliveryMessage
+from tasks.transport import receipts
 from webhooks import clock, secretbox
-from webhooks.clock import utcnow
+from webhooks.clock import from_unix, utcnow
 from webhooks.errors import (
     MalformedMessage,
     PermanentError,
     RefusedDestination,
+    ReplayedMessage,
     TamperedMessage,
     UndecryptableSecret,
     UnresolvedName,
@@ -63,26 +68,78 @@ class Again:
 
 @dataclass(frozen=True)
 class Arrival:
-    """What the broker says of one arrival of a message."""
+    """What the broker says of one arrival of a message (never what its publisher chose)."""
 
-    broker_id: str  # the Celery task id: its publisher chose it (a refused record quotes it, never files under it)
+    broker_id: str  # the id a refused message is recorded under: sqs:<SQS MessageId>
     redelivered: bool = True  # SQS handed it out before (only then can its delivery have succeeded already)
+    sent_at: datetime | None = None  # when SQS accepted it (SentTimestamp, on the project's clock); None: unknown
+    task_id: str | None = None  # the Celery task id its publisher chose (quoted in a refusal, never the key)
+
+    @classmethod
+    def of(cls, request: Any) -> Arrival:
+        """The arrival of the task ``request`` (Celery's task context): what tasks.transport set in
+        its headers after SQS handed it out, over anything its publisher sent under those names."""
+        message_id = request.get(receipts.MESSAGE_ID)
+        sent = request.get(receipts.SENT_TIMESTAMP)
+        task_id = str(request.id)
+        return cls(
+            broker_id=broker_id(message_id if isinstance(message_id, str) else None, task_id),
+            redelivered=bool((request.delivery_info or {}).get("redelivered", True)),
+            sent_at=from_unix(sent / 1000) if isinstance(sent, int) and not isinstance(sent, bool) else None,
+            task_id=task_id,
+        )
+
+
+def broker_id(sqs_message_id: str | None, task_id: str | None = None) -> str:
+    """The id a refused message is recorded under: SQS's own MessageId (``sqs:<id>``), which no
+    publisher chooses; the Celery task id only for a message that did not come from SQS."""
+    if sqs_message_id:
+        return f"sqs:{sqs_message_id}"[:64]
+    return f"task:{task_id or 'unknown'}"[:64]
 
 
 def process(message: object, arrival: Arrival, now: Callable[[], datetime] = utcnow) -> Again | None:
     """Handle one arrival of a delivery message. Unexpected errors propagate to the task.
 
-    A ``redelivered`` message (SQS handed it out before, and it was not deleted) is first
-    looked up in the audit: if its delivery already succeeded, it is dropped. A message
-    received for the first time is not, while the process's audit writes succeed
-    (``audit.writes_succeeding``): one SELECT less on every delivery. A copy that SQS hands out
-    for the first time (SQS delivers at least once; a publish retried after a timeout) may then
-    be POSTed again, with the same ``webhook-id``.
+    A message is sealed (``issued_at``, under its MAC) moments before each publish; SQS records
+    when it accepted it (``arrival.sent_at``). A message accepted more than
+    ``WEBHOOK_REPLAY_LIMIT`` after it was sealed was published again by someone who captured
+    it: refused, never sent. A message that waited in the queue (a backlog, a delay) keeps both
+    times close, however long it waited: it is delivered.
+
+    A ``redelivered`` message (SQS handed it out before, and it was not deleted), or one
+    accepted more than ``WEBHOOK_REPLAY_SKEW`` after it was sealed, is first looked up in the
+    audit: if its delivery already succeeded, it is dropped. A message received for the first
+    time, on time, is not, while the process's audit writes succeed
+    (``audit.writes_succeeding``): no SELECT on the delivery path. A copy that SQS hands out for
+    the first time (SQS delivers at least once; a publish retried after a timeout), or one
+    published again within ``WEBHOOK_REPLAY_SKEW`` of its sealing, may then be POSTed again,
+    with the same ``webhook-id``.
     """
     try:
         delivery = DeliveryMessage.read(message)
     except (MalformedMessage, TamperedMessage) as error:
         refuse(message, arrival, error)
+        return None
+
+    late = lateness(delivery, arrival)
+    if late is not None and late > settings.WEBHOOK_REPLAY_LIMIT:
+        refuse(message, arrival, ReplayedMessage(f"{_accepted(delivery, late)}: over WEBHOOK_REPLAY_LIMIT"))
+        return None
+    checked = late is None or abs(late) > settings.WEBHOOK_REPLAY_SKEW
+    if checked and late is not None:
+        log.warning(
+            "delivery %s: %s (a replay, or clocks apart): checked in the audit before it is sent",
+            delivery.delivery_id,
+            _accepted(delivery, late),
+        )
+    if (checked or arrival.redelivered or not audit.writes_succeeding()) and audit.already_delivered(
+        delivery.delivery_id
+    ):
+        if checked:  # a late copy: only a replay makes one (or clocks far apart)
+            refuse(message, arrival, ReplayedMessage(f"delivery {delivery.delivery_id} already succeeded"))
+        else:
+            log.info("delivery %s already succeeded: duplicate message dropped", delivery.delivery_id)
         return None
 
     ended = directory.ended(delivery.delivery_id)
@@ -130,6 +187,18 @@ def process(message: object, arrival: Arrival, now: Callable[[], datetime] = utc
             reason = f"{limit} requests to its subscriber are in flight in this worker (its limit)"
             return held_back(delivery, reason, limits.OVER_LIMIT_WAIT, arrived)
         return attempt(resumed(delivery, arrived), subscriber, now, probe=probe)
+
+
+def lateness(delivery: DeliveryMessage, arrival: Arrival) -> float | None:
+    """Seconds from the message's sealing (``issued_at``) to SQS accepting it (``sent_at``),
+    negative when the sealing clock runs ahead of SQS's; None when either time is unknown."""
+    if delivery.issued_at is None or arrival.sent_at is None:
+        return None
+    return (arrival.sent_at - delivery.issued_at).total_seconds()
+
+
+def _accepted(delivery: DeliveryMessage, late: float) -> str:
+    return f"SQS accepted its message {late:.0f} s after it was sealed at {_iso(delivery.issued_at or utcnow())}"
 
 
 def held_back(delivery: DeliveryMessage, reason: str, wait: int, now: datetime) -> Again:
@@ -358,10 +427,13 @@ def after_crash(message: object, arrival: Arrival, error: BaseException) -> Agai
 BACKOFF = min(settings.SQS_VISIBILITY_TIMEOUT, settings.SQS_MAX_DELAY)
 
 
-def refuse(message: object, arrival: Arrival, error: MalformedMessage | TamperedMessage) -> None:
-    """A message we cannot trust or read: recorded under the broker's id as ``refused``, its
-    claimed fields only quoted (escaped) in the error, never stored as the delivery's,
-    lead's or subscriber's; never retried."""
+_KINDS = {TamperedMessage: "unauthenticated", MalformedMessage: "malformed", ReplayedMessage: "replayed"}
+
+
+def refuse(message: object, arrival: Arrival, error: MalformedMessage | TamperedMessage | ReplayedMessage) -> None:
+    """A message we cannot trust or read, or a replay: recorded under the broker's id as
+    ``refused``, its claimed fields only quoted (escaped) in the error, never stored as the
+    delivery's, lead's or subscriber's; never retried."""
     fields: Mapping[str, Any] = message if isinstance(message, Mapping) else {}
     lead = fields.get("lead")
     claimed = {
@@ -369,22 +441,26 @@ def refuse(message: object, arrival: Arrival, error: MalformedMessage | Tampered
         "webhook": fields.get("webhook"),
         "lead_id": lead.get("id") if isinstance(lead, Mapping) else None,
         "retry": fields.get("retry"),
+        "task_id": arrival.task_id,
     }
-    claimed["task_id"] = arrival.broker_id  # chosen by its publisher too: quoted, never used as the record's id
     shown = ", ".join(f"{name}={printable(repr(value))[:120]}" for name, value in claimed.items() if value is not None)
-    kind = "unauthenticated" if isinstance(error, TamperedMessage) else "malformed"
+    kind = _KINDS[type(error)]
+    record_refused(arrival.broker_id, f"{kind} message refused: {error}" + (f"; it claimed {shown}" if shown else ""))
+
+
+def record_refused(broker_id: str, reason: str) -> None:
+    """Record a message removed from the queue without a delivery: under the broker's id, as
+    ``refused``, with ``reason`` (made printable, one line); nothing else of it is stored."""
     audit.record(
         audit.Attempt(
-            delivery_id=f"refused-{uuid.uuid4()}",
+            delivery_id=broker_id[:64],
             lead_id="",
             webhook="",
             url="",
             retry=0,
             status=Status.REFUSED,
             http_status=None,
-            error=printable(
-                f"{kind} message refused: {error}" + (f"; it claimed {shown}" if shown else ""), one_line=True
-            )[:4000],
+            error=printable(reason, one_line=True)[:4000],
             request_headers={},
             request_body="",
             response_body=None,

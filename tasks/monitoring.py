@@ -1,4 +1,4 @@
-"""What a worker tells monitors about its tasks: the summary set at publish, never a lead.
+"""What monitors see of a delivery task: its summary, set when the message is built, never a lead.
 
 Celery answers ``inspect reserved``, ``scheduled`` and ``query_task`` (and ``active`` unless asked
 ``safe``) with each task's full arguments; Flower 2.2 asks for them on a worker's page, and
@@ -11,7 +11,35 @@ from __future__ import annotations
 
 from typing import Any
 
+from celery.app.amqp import AMQP
 from celery.worker.request import Request
+
+from tasks.message import summary
+
+#: The delivery task (tasks.application.deliver_webhook), by name.
+DELIVER_WEBHOOK = "tasks.deliver_webhook"
+
+
+class SummaryAMQP(AMQP):  # type: ignore[misc]
+    """Celery's message builder, giving a delivery task its summary as ``argsrepr``/``kwargsrepr``.
+
+    However the task is sent — ``dispatch``, ``deliver_webhook.delay(message)``, ``apply_async``,
+    ``app.send_task``, a retry — every message is built here (``as_task_v2``): its headers and its
+    ``task-sent`` event (Flower's first view of a task, sent by the publisher with
+    ``WORKER_EVENTS``) carry the summary. A ``before_task_publish`` handler could change the
+    headers only: the ``task-sent`` event, built with the message, kept the lead's personal data.
+    Selected with ``Celery(amqp=...)`` (tasks.application).
+    """
+
+    def as_task_v2(
+        self, task_id: Any, name: Any, args: Any = None, kwargs: Any = None, *rest: Any, **options: Any
+    ) -> Any:
+        if name == DELIVER_WEBHOOK:
+            arguments = kwargs if isinstance(kwargs, dict) else {}
+            positional = args if isinstance(args, list | tuple) else ()
+            options["argsrepr"] = "()"
+            options["kwargsrepr"] = summary(arguments.get("delivery", positional[0] if positional else None))
+        return super().as_task_v2(task_id, name, args, kwargs, *rest, **options)
 
 
 class SummaryRequest(Request):  # type: ignore[misc]

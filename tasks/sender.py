@@ -22,6 +22,7 @@ from functools import partial
 from typing import Any, cast
 
 import requests
+import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
 from urllib3.connection import HTTPConnection, HTTPSConnection
@@ -312,13 +313,37 @@ def _read_capped(answer: requests.Response, limit: int, deadline: float) -> str:
         try:
             chunk = answer.raw.read1(min(8192, limit - len(kept)))  # returns what has arrived
         except Exception as error:  # urllib3 wraps socket timeouts in its own errors
-            if "timed out" in str(error).lower():
+            if is_timeout(error):
                 raise requests.Timeout(str(error)) from error
             raise requests.ConnectionError(str(error)) from error
         if not chunk:
             break
         kept += chunk
     return bytes(kept).decode("utf-8", errors="replace")
+
+
+#: What a timeout is, whoever raised it: the socket's (socket.timeout is TimeoutError), urllib3's
+#: (ReadTimeoutError, ConnectTimeoutError) and requests' own.
+TIMEOUTS: tuple[type[BaseException], ...] = (TimeoutError, urllib3.exceptions.TimeoutError, requests.Timeout)
+
+
+def is_timeout(error: BaseException) -> bool:
+    """Whether ``error`` is a timeout or wraps one, known by type (never by its message, which a
+    subscriber's bytes can make say anything: a chunk-size line reading "timed out"). urllib3
+    wraps a socket timeout in ReadTimeoutError, or in a ProtocolError whose arguments hold it;
+    the chain (``__cause__``, ``__context__``) and the arguments are followed."""
+    seen: set[int] = set()
+    pending: list[BaseException] = [error]
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, TIMEOUTS):
+            return True
+        linked = (current.__cause__, current.__context__, *current.args)
+        pending.extend(each for each in linked if isinstance(each, BaseException))
+    return False
 
 
 def _since(started: float) -> float:

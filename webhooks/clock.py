@@ -28,6 +28,12 @@ def wall_seconds(moment: datetime) -> int:
     return int((aware - _SHIFT).timestamp())
 
 
+def from_unix(seconds: float) -> datetime:
+    """A Unix time read from another clock (SQS's ``SentTimestamp``) as this clock reads it: naive
+    UTC, shifted by ``CLOCK_SHIFT`` like ``utcnow`` (so the two compare at any shift)."""
+    return datetime.fromtimestamp(seconds, UTC).replace(tzinfo=None) + _SHIFT
+
+
 def now() -> datetime:
     """Now, aware UTC (shifted by ``CLOCK_SHIFT``)."""
     return datetime.now(UTC) + _SHIFT

@@ -11,6 +11,7 @@
     └── PermanentError          retrying cannot help: record it and acknowledge the message
         ├── MalformedMessage    the task's argument is not a delivery we understand
         ├── TamperedMessage     the message's MAC does not match its content
+        ├── ReplayedMessage     an authentic message published again long after it was sealed
         ├── UndecryptableSecret the secret cannot be decrypted with any configured key
         └── RefusedDestination  the URL is not http(s) or reaches a non-public address
 
@@ -71,6 +72,11 @@ class UndecryptableSecret(PermanentError):
 
 class TamperedMessage(PermanentError):
     """The message was changed after the producer sealed it (its MAC does not match)."""
+
+
+class ReplayedMessage(PermanentError):
+    """An authentic message that SQS accepted long after it was sealed (a captured message
+    published again), or a late copy of a delivery that already succeeded."""
 
 
 class RefusedDestination(PermanentError):

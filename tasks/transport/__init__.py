@@ -13,6 +13,8 @@ of kombu's SQS channel, composed into ``Channel`` here:
   ``sweep()`` for those of crashed processes;
 - ``queues``: the work queues created with 14 days' retention, a message handed back hidden for
   the visibility timeout, and the queue's own maximum message size;
+- ``receipts``: SQS's own ``MessageId`` and ``SentTimestamp`` set as headers of each message
+  received, where the task reads them and no publisher can forge them;
 - ``fixes``: kombu 5.7.0 defects, one mixin each, with the upstream report or the reason.
 
 tests/unit/test_kombu_overrides.py records the signature, in the kombu tested, of every kombu
@@ -23,9 +25,16 @@ from __future__ import annotations
 
 from tasks.transport.acks import BatchedAcks
 from tasks.transport.fanout import FanoutAndReplies, FanoutTransport
-from tasks.transport.fixes import BoundedLongPoll, NoAckDeletes, QueueCacheEviction, RedeliveredFlag
+from tasks.transport.fixes import (
+    BoundedLongPoll,
+    NoAckDeletes,
+    QueueCacheEviction,
+    RedeliveredFlag,
+    UnreadableBodies,
+)
 from tasks.transport.leases import LEASE_TAG, TransientQueues, sweep
 from tasks.transport.queues import WorkQueues
+from tasks.transport.receipts import BrokerReceipts
 
 __all__ = ["LEASE_TAG", "Channel", "Transport", "sweep"]
 
@@ -39,6 +48,8 @@ class Channel(
     QueueCacheEviction,
     BoundedLongPoll,
     RedeliveredFlag,
+    BrokerReceipts,
+    UnreadableBodies,
 ):
     """kombu's SQS channel with every concern of this package.
 

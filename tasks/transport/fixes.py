@@ -150,3 +150,46 @@ class RedeliveredFlag(SQS.Channel):
         count = message.get("Attributes", {}).get("ApproximateReceiveCount")
         enveloped["properties"]["delivery_info"]["redelivered"] = count is None or int(count) > 1
         return enveloped
+
+
+class UnreadableBodies(SQS.Channel):
+    """A message body kombu cannot read, or an envelope of another shape than kombu's, reaches the
+    consumer as an unknown message (recorded and deleted there: tasks.consumer), instead of
+    stopping the worker.
+
+    kombu decodes each SQS body in the worker's event loop, outside any handler: JSON nested deeper
+    than Python's recursion limit (``RecursionError``), or a kombu-like envelope whose
+    ``properties``, ``delivery_info`` or ``headers`` are not objects, whose body does not decode
+    under its ``body_encoding``, raised there, and the worker exited ("Unrecoverable error"). SQS
+    then gave the message to the next worker, and so on: one message anyone may send stopped the
+    fleet. A compressed message (the ``compression`` header) is refused the same way: this
+    project never compresses, and kombu would decompress it whole in memory (1 MiB of bzip2 can
+    hold gigabytes). Upstream: no report found of either.
+    """
+
+    def _prepare_json_payload(self, text: Any) -> Any:
+        """kombu's envelope of ``text``, or ``{}`` (then kombu takes the body as raw text)."""
+        try:
+            payload = super()._prepare_json_payload(text)
+        except (RecursionError, ValueError, TypeError):
+            return {}
+        return payload if self._readable(payload) else {}
+
+    def _readable(self, payload: dict[str, Any]) -> bool:
+        """Whether kombu can build its Message from ``payload`` without raising."""
+        if "properties" not in payload:
+            return True  # not an envelope: kombu keeps the raw text as the body
+        properties, headers, body = payload["properties"], payload.get("headers"), payload.get("body")
+        if not isinstance(properties, dict) or not isinstance(properties.get("delivery_info", {}), dict):
+            return False
+        if headers is not None and (not isinstance(headers, dict) or headers.get("compression")):
+            return False
+        if body is not None and not isinstance(body, str):
+            return False
+        encoding = properties.get("body_encoding")
+        if body and encoding and str(encoding).lower() != "utf-8":
+            try:
+                self.codecs[encoding].decode(body)
+            except Exception:  # an unknown encoding (KeyError), a body that is not of it
+                return False
+        return True

@@ -143,22 +143,6 @@ def attempts(delivery_id: str) -> list[dict[str, Any]]:
         return [{column.name: getattr(row, column.key) for column in DeliveryAttempt.__table__.columns} for row in rows]
 
 
-def refused_for(task_id: str) -> list[dict[str, Any]]:
-    """The ``refused`` records of the message published under ``task_id`` (quoted in their error)."""
-    from sqlalchemy import select
-
-    from records import database
-    from records.models import DeliveryAttempt
-
-    with database.audit() as session:
-        rows = session.scalars(
-            select(DeliveryAttempt)
-            .where(DeliveryAttempt.status == "refused", DeliveryAttempt.error.contains(f"task_id='{task_id}'"))
-            .order_by(DeliveryAttempt.id)
-        )
-        return [{column.name: getattr(row, column.key) for column in DeliveryAttempt.__table__.columns} for row in rows]
-
-
 def queue_bodies(sqs: Any, queue: str) -> list[str]:
     """Every message body waiting in ``queue`` (none if it was never created)."""
     try:
@@ -178,3 +162,43 @@ def deliveries_json(cli: Cli) -> list[dict[str, Any]]:
     assert result.exit_code == 0, result.output
     rows: list[dict[str, Any]] = json.loads(result.output)
     return rows
+
+
+@pytest.fixture
+def one_connection(database: str) -> Iterator[str]:
+    """The audit's autocommit pool emptied: this test's statements share one new connection."""
+    from records import database as db  # the fixture's parameter hides the module
+
+    db.autocommit_engine(database).dispose()
+    yield database
+    db.autocommit_engine(database).dispose()
+
+
+def session_counters(url: str) -> dict[str, int]:
+    """The statement counters of the audit pool's (single) connection, and its id: the round
+    trips a test's statements made (``SELECT CONNECTION_ID()`` here adds one Com_select)."""
+    from records import database
+
+    with database.autocommit_engine(url).connect() as connection:
+        rows = connection.exec_driver_sql(
+            "SHOW SESSION STATUS WHERE Variable_name IN ('Com_insert', 'Com_select', 'Com_commit', 'Com_rollback')"
+        ).all()
+        (connection_id,) = connection.exec_driver_sql("SELECT CONNECTION_ID()").one()
+    return {str(name): int(value) for name, value in rows} | {"id": int(connection_id)}
+
+
+def refused_claiming(text: str) -> list[dict[str, Any]]:
+    """The ``refused`` records (each under its broker's id) whose error quotes ``text``: a
+    delivery or task id the refused message claimed."""
+    from sqlalchemy import select
+
+    from records import database
+    from records.models import DeliveryAttempt
+
+    with database.audit() as session:
+        rows = session.scalars(
+            select(DeliveryAttempt)
+            .where(DeliveryAttempt.status == "refused", DeliveryAttempt.error.contains(text, autoescape=True))
+            .order_by(DeliveryAttempt.id)
+        )
+        return [{column.name: getattr(row, column.key) for column in DeliveryAttempt.__table__.columns} for row in rows]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -13,7 +12,7 @@ import pytest
 from local.services import mysql
 from records import database, trail
 from tasks import audit
-from tests.integration.conftest import attempts
+from tests.integration.conftest import attempts, session_counters
 from webhooks import clock
 
 
@@ -34,26 +33,6 @@ def an_attempt(delivery_id: str) -> dict[str, Any]:
         "attempted_at": clock.utcnow(),  # now: the run's shared database is checkpointed and verified by other tests
         "next_retry_at": None,
     }
-
-
-@pytest.fixture
-def one_connection(database: str) -> Iterator[str]:
-    """The audit's autocommit pool emptied: this test's statements share one new connection."""
-    from records import database as db  # the fixture's parameter hides the module
-
-    db.autocommit_engine(database).dispose()
-    yield database
-    db.autocommit_engine(database).dispose()
-
-
-def session_counters(url: str) -> dict[str, int]:
-    """The statement counters of the pool's (single) connection, and its id."""
-    with database.autocommit_engine(url).connect() as connection:
-        rows = connection.exec_driver_sql(
-            "SHOW SESSION STATUS WHERE Variable_name IN ('Com_insert', 'Com_select', 'Com_commit', 'Com_rollback')"
-        ).all()
-        (connection_id,) = connection.exec_driver_sql("SELECT CONNECTION_ID()").one()
-    return {str(name): int(value) for name, value in rows} | {"id": int(connection_id)}
 
 
 def connection_id(url: str) -> int:

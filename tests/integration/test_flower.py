@@ -306,3 +306,69 @@ def test_inspect_shows_reserved_active_and_scheduled_tasks_by_their_summary_neve
     for task in active + reserved + [entry["request"] for entry in scheduled]:
         assert task["args"] == "()"
         assert "sealed_secret" not in json.dumps(task) and "Doe" not in json.dumps(task)
+
+
+def send_with_delay(message: dict[str, Any], queue: str) -> str:
+    """Send ``message`` as the README shows, ``deliver_webhook.delay(message)``, from a process of
+    its own whose default queue is ``queue`` (no argsrepr, no kwargsrepr given); its task id."""
+    code = (
+        "import json, sys; from tasks import deliver_webhook; print(deliver_webhook.delay(json.loads(sys.argv[1])).id)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(message)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **ENV, "SQS_QUEUE": queue},
+        cwd=ROOT,
+        timeout=60,
+        check=True,
+    )
+    return done.stdout.strip().splitlines()[-1]
+
+
+def personal_or_secret(shown: str, message: dict[str, Any], secret: str) -> list[str]:
+    """What of the lead's personal data, the message's MAC or the subscriber's secret ``shown`` holds."""
+    lead = message["lead"]
+    found = [lead[name] for name in ("email", "phone", "last_name", "address") if lead[name] and lead[name] in shown]
+    return found + [value for value in (message["mac"], secret) if value in shown]
+
+
+def test_a_delivery_sent_with_delay_shows_its_summary_in_flower_never_the_lead_nor_a_secret(
+    flower: Flower, events_worker: Worker, receiver: Receiver
+) -> None:
+    subscription = subscriber_at(receiver.url(f"/ok/{unique('delayed')}"))
+    sent = message_to(subscription)
+    task_id = send_with_delay(sent, QUEUE)
+
+    task = flower_task(flower, task_id, "SUCCESS")
+    assert (task["args"], task["kwargs"]) == ("()", summary(sent))
+    assert personal_or_secret(json.dumps(task), sent, subscription.secret) == []
+
+
+def test_a_delivery_sent_with_delay_shows_its_summary_in_inspect_active_and_reserved_never_the_lead(
+    database: str, moto: object, receiver: Receiver, logs: Path
+) -> None:
+    queue = unique("delayed")
+    env = {"SQS_QUEUE": queue, "WORKER_EVENTS": "1", "WEBHOOK_TIMEOUT": "60"}
+    command = procfile_command("worker")
+    command[command.index("--concurrency") + 1] = "1"  # one task at a time: the next one waits, reserved
+    slow = Worker(logs / f"{queue}.log", env, command=[*command, "--prefetch-multiplier", "2"])
+    try:
+        subscription = subscriber_at(receiver.url(f"/slow/30/{unique('delayed')}"))
+        sent = [message_to(subscription) for _ in range(2)]
+        for each in sent:
+            send_with_delay(each, queue)
+
+        def shown(command: str) -> list[dict[str, Any]]:
+            done = inspect(command, "--destination", slow.name, "--timeout", "5", "--json", SQS_QUEUE=queue)
+            assert done.returncode == 0, done.stdout + done.stderr
+            tasks: list[dict[str, Any]] = json.loads(done.stdout.strip().splitlines()[-1])[slow.name]
+            for each in sent:
+                assert personal_or_secret(done.stdout, each, subscription.secret) == []
+            return tasks
+
+        active = wait_for(lambda: shown("active"), 60, "the task under way")
+        reserved = wait_for(lambda: shown("reserved"), 60, "the task waiting for the busy thread")
+    finally:
+        slow.kill()  # its tasks go back to its own queue: nothing else reads it
+    assert {(task["args"], task["kwargs"]) for task in active + reserved} == {("()", summary(each)) for each in sent}

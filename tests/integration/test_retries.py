@@ -20,7 +20,7 @@ from local.services import Worker, wait_for
 from records import database
 from records.models import Subscriber
 from tasks import deliver_webhook
-from tests.integration.conftest import attempts, message_to, refused_for, subscriber_at
+from tests.integration.conftest import attempts, message_to, refused_claiming, subscriber_at
 from webhooks import clock, secretbox
 
 
@@ -106,17 +106,17 @@ def test_a_message_sqs_hands_out_again_after_its_delivery_succeeded_is_not_sent_
     assert len(attempts(sent["delivery_id"])) == 1
 
 
-def test_a_malformed_message_is_recorded_as_refused_quoting_its_task_id_and_never_retried(worker: Worker) -> None:
+def test_a_malformed_message_is_recorded_under_its_sqs_message_id_and_never_retried(worker: Worker) -> None:
     delivery_id = str(uuid.uuid4())
     task = deliver_webhook.delay(
         secretbox.authenticate({"delivery_id": delivery_id, "webhook": "w", "lead": {"id": "x"}})
     )
 
-    [row] = wait_for(lambda: refused_for(task.id), 30, "the record")
-    assert row["delivery_id"].startswith("refused-") and row["delivery_id"] != task.id
+    [row] = wait_for(lambda: refused_claiming(task.id), 30, "the record")
+    assert row["delivery_id"].startswith("sqs:")  # SQS's own MessageId: no publisher chooses it
     assert row["error"].startswith("malformed message refused: field 'subscriber_id' is required")
     assert row["next_retry_at"] is None
-    assert attempts(delivery_id) == []  # never recorded as a fact about the delivery it names
+    assert attempts(delivery_id) == [] and attempts(task.id) == []  # never under an id its sender chose
 
 
 def test_a_message_changed_in_transit_is_recorded_and_nothing_is_posted(worker: Worker, receiver: Receiver) -> None:
@@ -128,12 +128,11 @@ def test_a_message_changed_in_transit_is_recorded_and_nothing_is_posted(worker: 
     tasks = [deliver_webhook.delay(bad) for bad in (tampered, redirected, unsigned)]
 
     for bad, task in zip((tampered, redirected, unsigned), tasks, strict=True):
-        [row] = wait_for(partial(refused_for, task.id), 30, "the record")
-        assert row["status"] == "refused"
+        [row] = wait_for(partial(refused_claiming, task.id), 30, "the record")
+        assert row["delivery_id"].startswith("sqs:")
         assert row["error"].startswith("unauthenticated message refused")
         assert (row["lead_id"], row["webhook"], row["url"], row["request_body"]) == ("", "", "", "")
-        if task.id != bad["delivery_id"]:
-            assert attempts(bad["delivery_id"]) == []
+        assert attempts(bad["delivery_id"]) == [] and attempts(task.id) == []
     assert receiver.to(path) == []
     assert receiver.to(urlsplit(redirected["url"]).path) == []
 

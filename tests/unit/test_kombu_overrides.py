@@ -35,6 +35,7 @@ RECORDED: dict[str, str] = {
     "Channel._lookup": "(self, exchange, routing_key, default=None)",
     "Channel._new_queue": "(self, queue, **kwargs)",
     "Channel._put": "(self, queue, message, **kwargs)",
+    "Channel._prepare_json_payload": "(self, text)",
     "Channel._put_fanout": "(self, exchange: 'str', message: 'dict', routing_key, **kwargs)",
     "Channel._schedule_queue": "(self, queue)",
     "Channel.after_reply_message_received": "(self, queue)",
@@ -48,6 +49,7 @@ RECORDED: dict[str, str] = {
         "(self, exchange=None, type='direct', durable=False, auto_delete=False, arguments=None, nowait=False, "
         "passive=False)"
     ),
+    "Channel.get_message_attributes": "property (self) -> 'dict[str, Any]'",
     "Channel.prepare_queue_arguments": "(self, arguments, **kwargs)",
     "Channel.wait_time_seconds": "cached property (self) -> 'int'",
     "Transport.Channel": "class",

@@ -64,11 +64,32 @@ def test_a_lead_that_is_not_an_object_is_refused() -> None:
     assert refusal([1, 2]) == "lead 4: a lead must be a JSON object, not an array"
 
 
-def test_deeply_nested_extra_data_is_refused_not_crashing() -> None:
-    nested: dict[str, object] = {}
-    for _ in range(5000):
-        nested = {"x": nested}
-    assert "nested too deeply" in refusal({**SPEC_LEAD, "extra_data": nested})
+def nested(levels: int, kind: str = "object") -> dict[str, object]:
+    """extra_data (itself the first level) holding objects, or an array of arrays, ``levels`` deep."""
+    if kind == "object":
+        value: dict[str, object] = {}
+        for _ in range(levels - 1):
+            value = {"x": value}
+        return value
+    array: list[object] = []
+    for _ in range(levels - 2):
+        array = [array]
+    return {"list": array}
+
+
+@pytest.mark.parametrize("kind", ["object", "array"])
+def test_extra_data_nested_to_the_limit_is_accepted(kind: str) -> None:
+    deepest = nested(leads.MAX_NESTING, kind)
+    assert leads.normalize({**SPEC_LEAD, "extra_data": deepest})["extra_data"] == deepest
+
+
+@pytest.mark.parametrize("levels", [33, 950, 5000])  # 950: what dispatch accepted and no worker could decode
+@pytest.mark.parametrize("kind", ["object", "array"])
+def test_extra_data_nested_beyond_the_limit_is_refused_naming_the_field_and_the_limit(kind: str, levels: int) -> None:
+    assert leads.MAX_NESTING == 32  # documented in docs/incoming/replay.md and the contract
+    assert refusal({**SPEC_LEAD, "extra_data": nested(levels, kind)}) == (
+        "lead 4: field 'extra_data' nests objects and arrays more than 32 levels deep (at most 32)"
+    )
 
 
 def test_read_takes_an_object_an_array_or_json_lines() -> None:
