@@ -173,8 +173,8 @@ SQS_WAIT_TIME_SECONDS: int = _integer("SQS_WAIT_TIME_SECONDS", 10, minimum=0)
 SQS_POLLING_INTERVAL: float = _number("SQS_POLLING_INTERVAL", 1.0, minimum=0)
 # longest DelaySeconds SQS accepts; longer waits hop
 SQS_MAX_DELAY: int = _integer("SQS_MAX_DELAY", 900, minimum=1)
-# events and remote control for Flower and `celery inspect` (needs SNS; see Monitoring)
-WORKER_EVENTS: bool = _flag("WORKER_EVENTS", False)
+# events and remote control for Flower and `celery inspect` (through SNS); 0 where no Flower watches
+WORKER_EVENTS: bool = _flag("WORKER_EVENTS", True)
 
 # --- Databases ------------------------------------------------------------------------
 # SQLAlchemy URL; MySQL: mysql+pymysql://user:pw@host/db

@@ -41,7 +41,7 @@ def local_env(tmp_path: Path, mark: str) -> dict[str, str]:
     env = {
         key: value
         for key, value in os.environ.items()
-        if not key.startswith(("BROKER_", "DATABASE_", "AUDIT_", "WEBHOOK_", "SQS_", "AWS_"))
+        if not key.startswith(("BROKER_", "DATABASE_", "AUDIT_", "WEBHOOK_", "SQS_", "AWS_", "WORKER_"))
     }
     env.update(
         {
