@@ -2,16 +2,18 @@
 
 moto's server emulates SNS on the same loopback port as SQS. This module runs its own worker
 (the Procfile's, on a queue of its own) and Flower (the Procfile's, on a free loopback port),
-both with WORKER_EVENTS=1; the session's worker runs with the default, off.
+both with WORKER_EVENTS=1 (the default); the session's worker runs with it off (tests/conftest.py).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -161,6 +163,13 @@ def test_flower_shows_an_abandoned_delivery_as_a_failure_with_its_reason_and_its
     # acknowledged like a success: deleted from SQS, never handed out again
     wait_for(lambda: queue_is_empty(sqs, QUEUE), 60, "the abandoned delivery's message to be deleted")
     assert [row["status"] for row in attempts(delivery["delivery_id"])] == statuses
+    # what an operator alerts on (docs): Flower's Prometheus counter of failed deliveries (no password asked)
+    with urllib.request.urlopen(f"{flower.url}/metrics", timeout=30) as answer:
+        metrics = answer.read().decode()
+    labels = {"task": "tasks.deliver_webhook", "type": "task-failed", "worker": events_worker.name}
+    shown = ",".join(f'{name}="{value}"' for name, value in labels.items())  # as prometheus_client sorts them
+    [count] = re.findall(rf"^flower_events_total\{{{re.escape(shown)}\}} (\S+)$", metrics, re.MULTILINE)
+    assert float(count) >= 1
 
 
 def test_flower_and_the_worker_log_show_a_retry_with_its_reason_and_when_it_is_due(
