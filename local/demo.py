@@ -128,7 +128,10 @@ def main() -> None:
         f"\nReady. {count} subscribers, {len(ids)} deliveries.\n"
         f"  Flower:      http://127.0.0.1:{os.environ.get('LOCAL_FLOWER_PORT', '5555')}\n"
         "  Another terminal, in this folder:  set -a; . ./local.env; set +a\n"
-        "  then:        .venv/bin/webhooks deliveries | show ID | evidence LEAD_ID | dispatch FILE\n"
+        "  then:        .venv/bin/webhooks deliveries | show ID | evidence LEAD_ID | dispatch FILE | health\n"
+        "  Your own subscriber NAME, verified by the sample receiver (it reads NAME's secret from this database):\n"
+        f"               .venv/bin/webhooks configure NAME --url {RECEIVER}/hooks/NAME"
+        " --lead-type call --erp-shop-id S\n"
         "Ctrl-C stops everything.",
         flush=True,
     )

@@ -17,6 +17,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 import settings
+from producer import health as subscriber_health
 from producer import history, leads, lifecycle, subscribers
 from producer.dispatch import PlannedDelivery, enqueue_all, plan
 from producer.dispatch import redeliver as redeliver_delivery
@@ -207,6 +208,22 @@ def deliveries(
         return
     columns = ["attempted_at", "delivery_id", "lead_id", "webhook", "retry", "status", "http_status", "duration_ms"]
     _table(rows, [*columns, "next_retry_at", "error"])
+
+
+@main.command()
+@click.argument("name", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+def health(name: str | None, as_json: bool) -> None:
+    """Each subscriber's health (or NAME's): enabled, circuit, attempts, success rate and durations
+    over the last hour and day, last success, failures since, pending deliveries."""
+    found = subscriber_health.report(name)
+    if as_json:
+        click.echo(json.dumps([each.summary() for each in found], indent=2))
+        return
+    if not found:
+        click.echo("no subscriber is configured (see: webhooks configure)", err=True)
+    for each in found:
+        _echo(each.text())
 
 
 @main.command()

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
+from functools import partial
 from typing import Any, cast
 
 from webhooks.errors import InvalidInput
@@ -54,42 +55,61 @@ class _Refused(Exception):
 
 
 def normalize(lead: object, where: str = "lead") -> dict[str, Any]:
-    """The lead in payload order, or InvalidInput naming ``where`` and the field."""
+    """The lead in payload order, or InvalidInput naming ``where`` and every wrong field."""
     try:
         return _normalize(lead)
-    except _Refused as refused:
-        raise InvalidInput(f"{where}: {refused}") from None
     except InvalidInput as error:
         raise InvalidInput(f"{where}: {error}") from None
 
 
-def _normalize(lead: object) -> dict[str, Any]:
-    if not isinstance(lead, dict):
-        raise InvalidInput(f"a lead must be a JSON object, not {_kind(lead)}")
+def _normalize(given: object) -> dict[str, Any]:
+    if not isinstance(given, dict):
+        raise InvalidInput(f"a lead must be a JSON object, not {_kind(given)}")
+    lead: dict[str, Any] = given
+    problems: list[str] = []  # every wrong field, named: a lead is fixed in one go
     unknown = [key for key in lead if key not in FIELDS]
     if unknown:
         shown = ", ".join(repr(key) for key in unknown[:5])
-        raise InvalidInput(f"unknown field(s) {shown}; allowed fields: {', '.join(FIELDS)}")
-    for required in ("id", "created_at", "lead_type", "geolid_shop_id"):
-        if lead.get(required) is None:
-            raise _Refused(required, "is required")
-
+        problems.append(f"unknown field(s) {shown}; allowed fields: {', '.join(FIELDS)}")
     out: dict[str, Any] = {}
-    out["created_at"] = _created_at(lead["created_at"])
-    out["id"] = _uuid(lead["id"])
-    out["geolid_shop_id"] = _text(lead["geolid_shop_id"], "geolid_shop_id", nullable=False)
-    out["customer_shop_id"] = _text(lead.get("customer_shop_id"), "customer_shop_id")
-    if lead["lead_type"] not in LEAD_TYPES:
-        raise _Refused("lead_type", f"is {lead['lead_type']!r}; allowed values: {', '.join(LEAD_TYPES)}")
-    out["lead_type"] = lead["lead_type"]
+
+    def take(field: str, check: Callable[[Any], Any], *, required: bool = False) -> None:
+        try:
+            if required and lead.get(field) is None:
+                raise _Refused(field, "is required")
+            out[field] = check(lead.get(field))
+        except _Refused as refused:
+            problems.append(str(refused))
+
+    take("created_at", _created_at, required=True)
+    take("id", _uuid, required=True)
+    take("geolid_shop_id", partial(_text, field="geolid_shop_id", nullable=False), required=True)
+    take("customer_shop_id", partial(_text, field="customer_shop_id"))
+    take("lead_type", _lead_type, required=True)
     for field in TEXT_FIELDS:
-        out[field] = _text(lead.get(field), field)
+        take(field, partial(_text, field=field))
     for field in ("is_geolid", "is_organic"):
-        value = lead.get(field, False)
-        if not isinstance(value, bool):
-            raise _Refused(field, f"must be true or false, not {_kind(value)}")
-        out[field] = value
-    extra = lead.get("extra_data", {})
+        take(field, partial(_flag, field=field))
+    take("extra_data", _extra_data)
+    if problems:
+        raise InvalidInput("; ".join(problems))
+    return {field: out[field] for field in FIELDS}
+
+
+def _lead_type(value: object) -> str:
+    if value not in LEAD_TYPES:
+        raise _Refused("lead_type", f"is {value!r}; allowed values: {', '.join(LEAD_TYPES)}")
+    return str(value)
+
+
+def _flag(value: object, field: str) -> bool:
+    value = False if value is None else value
+    if not isinstance(value, bool):
+        raise _Refused(field, f"must be true or false, not {_kind(value)}")
+    return value
+
+
+def _extra_data(extra: object) -> dict[str, Any]:
     if extra is None:
         extra = {}
     if not isinstance(extra, dict):
@@ -104,8 +124,7 @@ def _normalize(lead: object) -> dict[str, Any]:
         raise _Refused("extra_data", f"is not standard JSON ({error})") from None
     except RecursionError:  # a structure the nesting check does not walk (not JSON's)
         raise _Refused("extra_data", f"nests more than {MAX_NESTING} levels deep") from None
-    out["extra_data"] = extra
-    return out
+    return extra
 
 
 def _nested_beyond(value: object, limit: int) -> bool:

@@ -110,9 +110,14 @@ def _duration(name: str, default: str, *, minimum: int = 1, signed: bool = False
         return parse_duration(default, name, minimum=minimum, signed=signed)
 
 
+def key_hint() -> str:
+    """How to make a WEBHOOK_ENCRYPTION_KEY: said by every message about a missing or malformed one."""
+    return 'make one with: python -c "import base64,os; print(base64.b64encode(os.urandom(32)).decode())"'
+
+
 def parse_key(raw: str, name: str = "WEBHOOK_ENCRYPTION_KEY") -> bytes:
     """Decode a standard-base64 key of exactly 32 bytes (PyNaCl SecretBox)."""
-    hint = 'make one with: python -c "import base64,os; print(base64.b64encode(os.urandom(32)).decode())"'
+    hint = key_hint()
     try:
         key = base64.b64decode(raw.strip(), validate=True)
     except (binascii.Error, ValueError):
@@ -173,8 +178,8 @@ SQS_WAIT_TIME_SECONDS: int = _integer("SQS_WAIT_TIME_SECONDS", 10, minimum=0)
 SQS_POLLING_INTERVAL: float = _number("SQS_POLLING_INTERVAL", 1.0, minimum=0)
 # longest DelaySeconds SQS accepts; longer waits hop
 SQS_MAX_DELAY: int = _integer("SQS_MAX_DELAY", 900, minimum=1)
-# events and remote control for Flower and `celery inspect` (needs SNS; see Monitoring)
-WORKER_EVENTS: bool = _flag("WORKER_EVENTS", False)
+# events and remote control for Flower and `celery inspect` (through SNS); 0 where no Flower watches
+WORKER_EVENTS: bool = _flag("WORKER_EVENTS", True)
 
 # --- Databases ------------------------------------------------------------------------
 # SQLAlchemy URL; MySQL: mysql+pymysql://user:pw@host/db
@@ -296,8 +301,7 @@ def check(*, need_key: bool = True) -> None:
     problems = list(_problems)
     if need_key and not WEBHOOK_ENCRYPTION_KEY:
         problems.append(
-            "WEBHOOK_ENCRYPTION_KEY is not set: it must be the standard base64 of 32 random bytes "
-            '(make one with: python -c "import base64,os; print(base64.b64encode(os.urandom(32)).decode())")'
+            f"WEBHOOK_ENCRYPTION_KEY is not set: it must be the standard base64 of 32 random bytes ({key_hint()})"
         )
     if problems:  # a value may be a URL holding a password (BROKER_URL='SQS://key:secret@…'): hidden
         raise ConfigurationError(without_passwords("; ".join(problems)))

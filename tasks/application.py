@@ -17,10 +17,10 @@ from celery.exceptions import Reject, Retry
 
 import settings
 from tasks import audit, operations, transport
-from tasks.delivery import BACKOFF, Arrival, after_crash, process, revoked
+from tasks.delivery import BACKOFF, Arrival, Failed, after_crash, process, revoked
 from tasks.message import summary
 from webhooks import secretbox
-from webhooks.errors import ConfigurationError, WebhookError
+from webhooks.errors import ConfigurationError, DeliveryFailed, DeliveryRetried, WebhookError
 
 log = logging.getLogger(audit.LOGGER_NAME)
 
@@ -51,6 +51,9 @@ app.conf.update(
     # gives its message back instead of losing it.
     task_acks_late=True,
     task_reject_on_worker_lost=True,
+    # A task that raises (a delivery failed for good, after its record; a bug) has its message
+    # deleted like a returning one's (Celery's default, relied upon: never redelivered for it).
+    task_acks_on_failure_or_timeout=True,
     worker_prefetch_multiplier=1,
     worker_hijack_root_logger=False,
     worker_redirect_stdouts=False,
@@ -121,13 +124,23 @@ def _stop_checkpoints(**_: Any) -> None:
     audit.stop_checkpoints()
 
 
-# Request: what monitors (inspect, Flower) see of a task is its summary (tasks/monitoring.py)
-@app.task(bind=True, name="tasks.deliver_webhook", max_retries=None, Request="tasks.monitoring:SummaryRequest")
+# Request: what monitors (inspect, Flower) see of a task is its summary (tasks/monitoring.py);
+# throws: a delivery that failed for good is logged by Celery as expected, without a traceback
+@app.task(
+    bind=True,
+    name="tasks.deliver_webhook",
+    max_retries=None,
+    Request="tasks.monitoring:SummaryRequest",
+    throws=(DeliveryFailed,),
+)
 def deliver_webhook(self: Task, delivery: dict[str, Any]) -> None:
     """Deliver one lead to one subscriber (the message: tasks.message.DeliveryMessage).
 
-    Thin on purpose: ``tasks.delivery.process`` does the work and says whether the
-    message must come back later (a retry, or a hop of a wait longer than SQS's delay).
+    Thin on purpose: ``tasks.delivery.process`` does the work, records it, and says whether the
+    message must come back later (a retry, a hop of a wait longer than SQS's delay), or that
+    the delivery failed for good. Monitors see either with its reason: a failure raises
+    ``DeliveryFailed`` (Flower's FAILURE; the message is acknowledged all the same), a retry
+    carries ``DeliveryRetried`` ("HTTP 503; retry 2 due …"), in Flower and the worker's log.
     """
     # What SQS says of this arrival (set by tasks.transport, from which every task message comes):
     # whether it handed the message out before, its MessageId and when it accepted it.
@@ -140,19 +153,23 @@ def deliver_webhook(self: Task, delivery: dict[str, Any]) -> None:
         again = after_crash(delivery, arrival, error)
     if again is None:
         return
+    if isinstance(again, Failed):  # recorded already: Flower counts a failure, the message is acknowledged
+        raise DeliveryFailed(again.reason)
     try:
-        raise self.retry(
+        retried: Retry = self.retry(
             args=(),
             kwargs={"delivery": again.message},
             countdown=0,
             DelaySeconds=again.delay,
             kwargsrepr=summary(again.message),  # Flower shows this, not the lead's personal data
+            exc=DeliveryRetried(again.reason),  # the retry's reason in Flower
+            throw=False,
         )
-    except Retry:
-        raise
     except Exception as error:  # SQS unreachable: keep the message, SQS gives it back
         log.exception("delivery %s could not be published again", self.request.id)
         raise Reject(str(error), requeue=True) from error
+    retried.message = again.reason  # the worker's log says "retry: HTTP 503; retry 2 due …", not "Retry in 0s"
+    raise retried
 
 
 @app.task(bind=True, name="tasks.notify_operators", max_retries=None)

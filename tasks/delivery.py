@@ -1,7 +1,9 @@
 """What the worker does with one arrival of a delivery message (tasks.message).
 
-``process`` decides, in this order, and returns what must happen next: nothing, or the
-message to publish again with an SQS delay (a retry, or a hop of a long wait):
+``process`` decides, in this order, and returns what must happen next: nothing, the
+message to publish again with an SQS delay and why (``Again``: a retry, a hop of a long
+wait, a hold), or that the delivery failed for good and why (``Failed``: abandoned, or its
+message refused), for monitors to show (Flower, the worker's log):
 
 1. a message that fails authentication is refused: recorded under the broker's id, as
    ``refused``, never as a fact about the delivery, lead or subscriber it names; so is an
@@ -60,10 +62,20 @@ log = logging.getLogger(audit.LOGGER_NAME)
 
 @dataclass(frozen=True)
 class Again:
-    """Publish ``message`` again, held by SQS for ``delay`` seconds."""
+    """Publish ``message`` again, held by SQS for ``delay`` seconds; ``reason``: why, and when
+    it is due, as monitors show it ("HTTP 503; retry 2 due 2026-…")."""
 
     message: dict[str, Any]
     delay: int
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Failed:
+    """The delivery ended without success, recorded (abandoned, or its message refused):
+    ``reason`` as monitors show it ("HTTP 401 after 11 attempts")."""
+
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -98,7 +110,7 @@ def broker_id(sqs_message_id: str | None, task_id: str | None = None) -> str:
     return f"task:{task_id or 'unknown'}"[:64]
 
 
-def process(message: object, arrival: Arrival, now: Callable[[], datetime] = utcnow) -> Again | None:
+def process(message: object, arrival: Arrival, now: Callable[[], datetime] = utcnow) -> Again | Failed | None:
     """Handle one arrival of a delivery message. Unexpected errors propagate to the task.
 
     A message is sealed (``issued_at``, under its MAC) moments before each publish; SQS records
@@ -119,13 +131,11 @@ def process(message: object, arrival: Arrival, now: Callable[[], datetime] = utc
     try:
         delivery = DeliveryMessage.read(message)
     except (MalformedMessage, TamperedMessage) as error:
-        refuse(message, arrival, error)
-        return None
+        return refuse(message, arrival, error)
 
     late = lateness(delivery, arrival)
     if late is not None and late > settings.WEBHOOK_REPLAY_LIMIT:
-        refuse(message, arrival, ReplayedMessage(f"{_accepted(delivery, late)}: over WEBHOOK_REPLAY_LIMIT"))
-        return None
+        return refuse(message, arrival, ReplayedMessage(f"{_accepted(delivery, late)}: over WEBHOOK_REPLAY_LIMIT"))
     checked = late is None or abs(late) > settings.WEBHOOK_REPLAY_SKEW
     if checked and late is not None:
         log.warning(
@@ -137,9 +147,8 @@ def process(message: object, arrival: Arrival, now: Callable[[], datetime] = utc
         delivery.delivery_id
     ):
         if checked:  # a late copy: only a replay makes one (or clocks far apart)
-            refuse(message, arrival, ReplayedMessage(f"delivery {delivery.delivery_id} already succeeded"))
-        else:
-            log.info("delivery %s already succeeded: duplicate message dropped", delivery.delivery_id)
+            return refuse(message, arrival, ReplayedMessage(f"delivery {delivery.delivery_id} already succeeded"))
+        log.info("delivery %s already succeeded: duplicate message dropped", delivery.delivery_id)
         return None
 
     ended = directory.ended(delivery.delivery_id)
@@ -149,7 +158,9 @@ def process(message: object, arrival: Arrival, now: Callable[[], datetime] = utc
     try:
         subscriber = directory.subscriber(delivery.subscriber_id, delivery.webhook, delivery.issued_at)
     except NotKnownYet:  # issued moments ago for a subscriber created as fast: come back (as it is)
-        return Again(dict(message) if isinstance(message, Mapping) else {}, int(SKEW.total_seconds()))
+        wait = int(SKEW.total_seconds())
+        reason = f"its subscriber is not known to this worker yet (created moments ago): tried again in {wait} s"
+        return Again(dict(message) if isinstance(message, Mapping) else {}, wait, reason)
     if subscriber is None:
         end(delivery, Status.CANCELLED, "its subscriber was deleted")
         return None
@@ -159,7 +170,7 @@ def process(message: object, arrival: Arrival, now: Callable[[], datetime] = utc
         assert delivery.due_at is not None
         delay = max(1, schedule.delay_seconds(delivery.due_at, arrived, settings.SQS_MAX_DELAY))
         log.debug("delivery %s arrived before %s: put back for %d s", delivery.delivery_id, delivery.due_at, delay)
-        return Again(delivery.sealed(), delay)
+        return Again(delivery.sealed(), delay, f"retry {delivery.retry} due {_iso(delivery.due_at)}; {_HOP}")
 
     if not subscriber.enabled:
         return hold(delivery, subscriber)
@@ -205,14 +216,11 @@ def held_back(delivery: DeliveryMessage, reason: str, wait: int, now: datetime) 
     """Send the delivery back to SQS for ``wait`` seconds (at most SQS_MAX_DELAY: longer waits
     hop); the first time it is held, record it, with what holds it and until when."""
     delay = max(1, min(wait, settings.SQS_MAX_DELAY))
+    why = f"held: {reason}; tried again at {_iso(now + timedelta(seconds=wait))}"
     if delivery.held_since is None:
-        audit.record(
-            _attempt(
-                delivery, Status.HELD, f"held: {reason}; tried again at {_iso(now + timedelta(seconds=wait))}", now
-            )
-        )
+        audit.record(_attempt(delivery, Status.HELD, why, now))
         delivery = delivery.but(held_since=now)
-    return Again(delivery.but(due_at=None).sealed(), delay)
+    return Again(delivery.but(due_at=None).sealed(), delay, why)
 
 
 def resumed(delivery: DeliveryMessage, now: datetime) -> DeliveryMessage:
@@ -225,7 +233,7 @@ def resumed(delivery: DeliveryMessage, now: datetime) -> DeliveryMessage:
 
 def attempt(
     delivery: DeliveryMessage, subscriber: SubscriberState, now: Callable[[], datetime] = utcnow, *, probe: bool = False
-) -> Again | None:
+) -> Again | Failed | None:
     """Build, sign and POST one attempt; record it; say when the next one is due. A ``probe``
     (of an open circuit) closes or re-opens the circuit with its answer."""
     body = payload.encode(payload.build(delivery.lead, delivery.retry))
@@ -259,11 +267,9 @@ def attempt(
         secrets = signing_secrets(subscriber, attempted_at)
         target = destination.check(subscriber.url)
     except PermanentError as error:  # an undecryptable secret, a refused destination
-        record(
-            Status.ABANDONED,
-            f"refused destination: {error}" if isinstance(error, RefusedDestination) else str(error),
-        )
-        return None
+        reason = f"refused destination: {error}" if isinstance(error, RefusedDestination) else str(error)
+        record(Status.ABANDONED, reason)
+        return Failed(reason)
     except UnresolvedName as error:  # DNS may come back: a failure like any other
         target, response = None, sender.Response(None, None, f"connection error: {error}", 0.0)
     headers.update(signature.headers(delivery.webhook_id, clock.wall_seconds(attempted_at), body, secrets))
@@ -280,7 +286,7 @@ def attempt(
         reason = f"HTTP 410 Gone at {_iso(attempted_at)}"
         record(Status.ABANDONED, f"HTTP 410 Gone: the subscriber is disabled ({reason})", response, address)
         disable(subscriber, reason)
-        return None
+        return Failed(f"HTTP 410 Gone after {_attempts(delivery.retry + 1)}: its subscriber is disabled")
 
     offsets = settings.WEBHOOK_RETRY_SCHEDULE
     first_failure = delivery.first_failure_at or attempted_at
@@ -311,9 +317,14 @@ def attempt(
                 "error": outcome,
             },
         )
-        return None
+        return Failed(f"{outcome} after {_attempts(delivery.retry + 1)}")
     following = delivery.but(retry=delivery.retry + 1, first_failure_at=first_failure, due_at=due)
-    return Again(following.sealed(), schedule.delay_seconds(due, now(), settings.SQS_MAX_DELAY))
+    delay = schedule.delay_seconds(due, now(), settings.SQS_MAX_DELAY)
+    return Again(following.sealed(), delay, f"{outcome}; retry {following.retry} due {_iso(due)}")
+
+
+def _attempts(count: int) -> str:
+    return f"{count} attempt{'s' if count != 1 else ''}"
 
 
 def disable(subscriber: SubscriberState, reason: str) -> None:
@@ -368,7 +379,7 @@ def hold(delivery: DeliveryMessage, subscriber: SubscriberState) -> Again | None
     reason = f"held: its subscriber is disabled ({subscriber.disabled_reason or 'webhooks disable'})"
     if not deliveries.park(delivery.sealed(), delivery.row(subscriber.id), reason):
         directory.forget()  # enabled meanwhile: this snapshot is stale
-        return Again(delivery.sealed(), 1)
+        return Again(delivery.sealed(), 1, "its subscriber was enabled meanwhile: tried again in 1 s")
     audit.record(
         _attempt(delivery, Status.HELD, f"{reason}; sent again by `webhooks enable {subscriber.name}`", utcnow())
     )
@@ -393,7 +404,7 @@ def revoked(message: object, arrival: Arrival, how: str) -> None:
     end(delivery, Status.CANCELLED, reason)
 
 
-def after_crash(message: object, arrival: Arrival, error: BaseException) -> Again | None:
+def after_crash(message: object, arrival: Arrival, error: BaseException) -> Again | Failed | None:
     """A message whose processing failed unexpectedly (a bug, a database error): publish it
     again after a visibility timeout's wait, counting the failure; after
     ``WEBHOOK_MAX_UNEXPECTED_FAILURES`` of them it ends ``abandoned`` with the error, and
@@ -401,27 +412,29 @@ def after_crash(message: object, arrival: Arrival, error: BaseException) -> Agai
     try:
         delivery = DeliveryMessage.read(message)
     except (MalformedMessage, TamperedMessage) as unreadable:
-        refuse(message, arrival, unreadable)
-        return None
+        return refuse(message, arrival, unreadable)
     crashes = delivery.crashes + 1
+    last = f"{type(error).__name__}: {printable(str(error), one_line=True)[:500]}"
     if crashes < settings.WEBHOOK_MAX_UNEXPECTED_FAILURES:
-        return Again(delivery.but(crashes=crashes).sealed(), BACKOFF)
-    try:
-        audit.record(
-            _attempt(
-                delivery,
-                Status.ABANDONED,
-                f"processing failed unexpectedly {crashes} times, last: {type(error).__name__}: "
-                f"{printable(str(error), one_line=True)[:500]}"
-                f" (send it again with `webhooks redeliver {delivery.delivery_id}`)",
-                utcnow(),
-            )
+        reason = (
+            f"processing failed unexpectedly ({crashes} of {settings.WEBHOOK_MAX_UNEXPECTED_FAILURES} times "
+            f"allowed): {last}; tried again in {BACKOFF} s"
         )
+        return Again(delivery.but(crashes=crashes).sealed(), BACKOFF, reason)
+    reason = (
+        f"processing failed unexpectedly {crashes} times, last: {last}"
+        f" (send it again with `webhooks redeliver {delivery.delivery_id}`)"
+    )
+    try:
+        audit.record(_attempt(delivery, Status.ABANDONED, reason, utcnow()))
     except Exception:  # the audit itself fails: keep the message, nothing is dropped unrecorded
         log.exception("delivery %s could not be recorded abandoned; it comes back", delivery.delivery_id)
-        return Again(delivery.but(crashes=crashes).sealed(), BACKOFF)
-    return None
+        return Again(delivery.but(crashes=crashes).sealed(), BACKOFF, f"{reason}; its record failed: it comes back")
+    return Failed(reason)
 
+
+# Why a delivery that is not due yet goes back to SQS again (a wait longer than one SQS delay hops).
+_HOP = f"waiting (SQS delays a message {settings.SQS_MAX_DELAY} s at most)"
 
 # What the seed calls "+15 minutes": a crashed attempt waits one visibility timeout.
 BACKOFF = min(settings.SQS_VISIBILITY_TIMEOUT, settings.SQS_MAX_DELAY)
@@ -430,7 +443,7 @@ BACKOFF = min(settings.SQS_VISIBILITY_TIMEOUT, settings.SQS_MAX_DELAY)
 _KINDS = {TamperedMessage: "unauthenticated", MalformedMessage: "malformed", ReplayedMessage: "replayed"}
 
 
-def refuse(message: object, arrival: Arrival, error: MalformedMessage | TamperedMessage | ReplayedMessage) -> None:
+def refuse(message: object, arrival: Arrival, error: MalformedMessage | TamperedMessage | ReplayedMessage) -> Failed:
     """A message we cannot trust or read, or a replay: recorded under the broker's id as
     ``refused``, its claimed fields only quoted (escaped) in the error, never stored as the
     delivery's, lead's or subscriber's; never retried."""
@@ -445,7 +458,9 @@ def refuse(message: object, arrival: Arrival, error: MalformedMessage | Tampered
     }
     shown = ", ".join(f"{name}={printable(repr(value))[:120]}" for name, value in claimed.items() if value is not None)
     kind = _KINDS[type(error)]
-    record_refused(arrival.broker_id, f"{kind} message refused: {error}" + (f"; it claimed {shown}" if shown else ""))
+    reason = f"{kind} message refused: {error}" + (f"; it claimed {shown}" if shown else "")
+    record_refused(arrival.broker_id, reason)
+    return Failed(printable(reason, one_line=True)[:500])
 
 
 def record_refused(broker_id: str, reason: str) -> None:

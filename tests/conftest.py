@@ -47,6 +47,9 @@ os.environ.update(
         "AUDIT_SPOOL_DIR": tempfile.mkdtemp(prefix="webhooks-test-spool-"),
         "AUDIT_CHECKPOINT_INTERVAL": "2",
         "LOG_LEVEL": "DEBUG",
+        # on by default; off for the session's worker and CLI (fewer requests to moto's one
+        # process): the tests of Flower and IAM turn it on
+        "WORKER_EVENTS": "0",
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_DEFAULT_REGION": "us-east-1",

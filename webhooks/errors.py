@@ -6,6 +6,9 @@
     ├── DispatchFailed          the broker failed mid-dispatch: says which deliveries were enqueued
     ├── AuditError              the audit trail cannot be used as asked (no genesis checkpoint…)
     │   └── TrailBroken         an altered, inserted or missing audit record or checkpoint
+    ├── DeliveryOutcome         how a delivery task ended, raised after its record for monitors (Flower)
+    │   ├── DeliveryFailed      abandoned, or its message refused: a FAILURE, its message acknowledged
+    │   └── DeliveryRetried     published again (a retry, a wait, a hold): why, and when it is due
     ├── RetryableError          a later attempt may succeed: recorded as an error, retried on schedule
     │   └── UnresolvedName      the URL's host name does not resolve (DNS may come back)
     └── PermanentError          retrying cannot help: record it and acknowledge the message
@@ -48,6 +51,24 @@ class AuditError(WebhookError):
 
 class TrailBroken(AuditError):
     """The audit trail does not verify: a record or a checkpoint was altered, inserted or removed."""
+
+
+class DeliveryOutcome(WebhookError):
+    """How a delivery task ended, when not with a success: raised by the task (tasks.application)
+    once the outcome is recorded, for monitors (Flower, the worker's log) to show it with its
+    reason. Never a bug: shown without a traceback, its reason alone."""
+
+    def __repr__(self) -> str:  # what Celery's events and log show of an exception
+        return str(self)
+
+
+class DeliveryFailed(DeliveryOutcome):
+    """The delivery ended without success ("HTTP 401 after 11 attempts"): Flower counts a
+    FAILURE; its message is acknowledged like a success's (task_acks_on_failure_or_timeout)."""
+
+
+class DeliveryRetried(DeliveryOutcome):
+    """The delivery was published again ("HTTP 503; retry 2 due …"): the reason of Celery's retry."""
 
 
 class RetryableError(WebhookError):

@@ -29,7 +29,7 @@ def seal(secret: str, keys: Sequence[bytes] | None = None) -> str:
     """Encrypt ``secret`` under the first key; return standard base64 text."""
     keys = settings.ENCRYPTION_KEYS if keys is None else keys
     if not keys:
-        raise UndecryptableSecret("no encryption key is configured (WEBHOOK_ENCRYPTION_KEY)")
+        raise UndecryptableSecret(f"no encryption key is configured (WEBHOOK_ENCRYPTION_KEY; {settings.key_hint()})")
     return base64.b64encode(bytes(SecretBox(keys[0]).encrypt(secret.encode("utf-8")))).decode("ascii")
 
 
@@ -62,7 +62,7 @@ def authenticate(message: Mapping[str, Any], keys: Sequence[bytes] | None = None
     """The message with a ``mac``: HMAC-SHA256 of its canonical JSON under the first key."""
     keys = settings.ENCRYPTION_KEYS if keys is None else keys
     if not keys:
-        raise UndecryptableSecret("no encryption key is configured (WEBHOOK_ENCRYPTION_KEY)")
+        raise UndecryptableSecret(f"no encryption key is configured (WEBHOOK_ENCRYPTION_KEY; {settings.key_hint()})")
     mac = hmac.new(_mac_key(keys[0]), _canonical(message), hashlib.sha256).hexdigest()
     return {**{name: value for name, value in message.items() if name != "mac"}, "mac": mac}
 

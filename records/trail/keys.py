@@ -45,7 +45,7 @@ def current(encryption_keys: Sequence[bytes] | None = None) -> TrailKey:
     if not keys:
         raise AuditError(
             "no encryption key is configured (WEBHOOK_ENCRYPTION_KEY): the audit trail is authenticated "
-            "with a key derived from it"
+            f"with a key derived from it; set the workers' key ({settings.key_hint()})"
         )
     return keys[0]
 

@@ -10,7 +10,11 @@ with bindings that exist only in the process waiting for them. With the transpor
   kombu 5.7's SNS fanout to every worker's ``<hostname>-celery-pidbox`` queue;
 - the exchanges named in ``fanout_topic_exchanges`` (default ``celeryev``) are declared as
   fanout: every event receiver binds ``#``, so a fanout loses nothing. Publishing an event is
-  best effort: an SNS failure is logged and the event dropped, never the task or its publish;
+  best effort: an SNS failure drops the event, never the task or its publish; the first one
+  is logged as an error saying what it means (a missing permission, most likely), once per
+  process, the others at DEBUG (a heartbeat every 2 s would fill the log);
+- a topic's ARN is asked of SNS (CreateTopic) once per process, not once per channel as kombu
+  does (a worker opens one per publishing thread, Flower one per inspect: ten at start);
 - a reply (a direct publish that no local binding matches) goes to the existing queue named
   ``<routing key>.<exchange>`` (kombu's pidbox) or ``<routing key>`` (the rpc result backend),
   never creating a queue.
@@ -19,16 +23,61 @@ with bindings that exist only in the process waiting for them. With the transpor
 from __future__ import annotations
 
 import logging
-from typing import Any
+import threading
+from typing import Any, ClassVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 from kombu.exceptions import KombuError
 from kombu.transport import SQS
 from kombu.transport.SQS.exceptions import DoesNotExistQueueException, UndefinedQueueException
+from kombu.transport.SQS.SNS import SNS as SnsFanout
 
 from tasks.transport.aws import MISSING_QUEUE, error_code
 
 logger = logging.getLogger(__name__)
+
+#: Whether this process said already that its events cannot be published (said once).
+_dropping = threading.Event()
+
+
+def _event_dropped(exchange: str, error: Exception) -> None:
+    """An event SNS refused: the first time, say what it means; afterwards, at DEBUG."""
+    if _dropping.is_set():
+        logger.debug("event not published to SNS (dropped): %r", error)
+        return
+    _dropping.set()
+    if isinstance(error, ClientError):
+        said = error.response.get("Error", {}).get("Message") or error_code(error)
+        cause = f"AWS refused {error.operation_name}: {said}"
+    else:
+        cause = f"{type(error).__name__}: {error}"
+    logger.error(
+        "task events cannot be published to SNS (%s): events are dropped, so Flower and `celery events` "
+        "show nothing of this process; grant sns:CreateTopic and sns:Publish on the topic %r "
+        "(deploy/iam/), or set WORKER_EVENTS=0 where no Flower watches. Said once: later failures "
+        "are logged at DEBUG",
+        cause,
+        exchange,
+    )
+
+
+class SharedTopics(SnsFanout):
+    """kombu's SNS fanout, its topics' ARNs shared by every channel of the process.
+
+    kombu asks SNS for a topic's ARN (CreateTopic, logging "Created SNS topic") once per
+    channel; here once per process, endpoint, region and topic.
+    """
+
+    _arns: ClassVar[dict[tuple[str | None, str | None, str], str]] = {}
+    _shared_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def _create_sns_topic(self, exchange_name: str) -> str:
+        key = (self.channel.endpoint_url, self.channel.region, self.channel.canonical_queue_name(exchange_name))
+        with SharedTopics._shared_lock:
+            arn = SharedTopics._arns.get(key)
+            if arn is None:
+                arn = SharedTopics._arns[key] = super()._create_sns_topic(exchange_name)
+        return arn
 
 
 class FanoutAndReplies(SQS.Channel):
@@ -43,6 +92,13 @@ class FanoutAndReplies(SQS.Channel):
     def fanout_topic_exchanges(self) -> frozenset[str]:
         """Topic exchanges declared as fanout when ``supports_fanout`` is on."""
         return frozenset(self.transport_options.get("fanout_topic_exchanges", ("celeryev",)))
+
+    @property
+    def fanout(self) -> SnsFanout:
+        """kombu's SNS fanout, with the topics' ARNs shared by the process's channels."""
+        if not self._fanout:
+            self._fanout = SharedTopics(self)
+        return self._fanout
 
     # --- events: the topic exchange as fanout, publishing best effort -------------------
 
@@ -67,7 +123,7 @@ class FanoutAndReplies(SQS.Channel):
         try:
             super()._put_fanout(exchange, message, routing_key, **kwargs)
         except (ClientError, BotoCoreError, OSError, KombuError) as error:
-            logger.warning("event not published to SNS (dropped): %r", error)
+            _event_dropped(exchange, error)
 
     # --- replies: route an unbound direct publish to an existing queue ------------------
 

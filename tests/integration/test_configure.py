@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 from sqlalchemy import text
@@ -124,7 +125,32 @@ def test_a_missing_encryption_key_is_a_clear_error_at_start(database: str) -> No
     )
     assert done.returncode != 0
     assert "WEBHOOK_ENCRYPTION_KEY is not set" in done.stderr
+    assert MAKE_KEY in done.stderr
     assert "Traceback" not in done.stderr
+
+
+MAKE_KEY = 'make one with: python -c "import base64,os; print(base64.b64encode(os.urandom(32)).decode())"'
+
+
+def test_every_command_refused_for_want_of_an_encryption_key_says_how_to_make_one(tmp_path: Path) -> None:
+    # a new user's first command: the schema of a new database (its audit trail is MACed under the key)
+    env = {"WEBHOOK_ENCRYPTION_KEY": "", "DATABASE_URL": f"sqlite:///{tmp_path / 'new.sqlite3'}"}
+    done = run_cli("db", "upgrade", env=env)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "WEBHOOK_ENCRYPTION_KEY must be set" in done.stderr and MAKE_KEY in done.stderr
+    for command in (["rotate-secret", "x"], ["audit", "verify"], ["enable", "x"], ["dispatch"]):
+        done = run_cli(*command, env=env, input="{}")
+        assert done.returncode != 0 and MAKE_KEY in done.stderr, (command, done.stderr)
+    # where a key is needed past the CLI's check: the trail's MACs, a secret sealed
+    from records import trail
+    from webhooks import secretbox
+    from webhooks.errors import AuditError
+
+    with pytest.raises(AuditError) as no_trail_key:
+        trail.keys.current(())
+    with pytest.raises(UndecryptableSecret) as no_key:
+        secretbox.seal("a secret", keys=())
+    assert MAKE_KEY in str(no_trail_key.value) and MAKE_KEY in str(no_key.value)
 
 
 def test_a_malformed_setting_is_named_with_its_value(database: str) -> None:

@@ -2,16 +2,18 @@
 
 moto's server emulates SNS on the same loopback port as SQS. This module runs its own worker
 (the Procfile's, on a queue of its own) and Flower (the Procfile's, on a free loopback port),
-both with WORKER_EVENTS=1; the session's worker runs with the default, off.
+both with WORKER_EVENTS=1 (the default); the session's worker runs with it off (tests/conftest.py).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,7 +33,8 @@ from tasks.transport import LEASE_TAG, sweep
 from tests.integration.conftest import Cli, attempts, message_to, run_cli, subscriber_at
 
 QUEUE = unique("events")
-ENV = {"SQS_QUEUE": QUEUE, "WORKER_EVENTS": "1"}
+# SQS_MAX_DELAY as on AWS: a retry of the tests' schedule (2s, 4s) is one SQS delay, not hops
+ENV = {"SQS_QUEUE": QUEUE, "WORKER_EVENTS": "1", "SQS_MAX_DELAY": "900"}
 
 
 @pytest.fixture(scope="module")
@@ -130,6 +133,59 @@ def test_a_retried_task_and_a_failed_task_reach_flower_with_their_states(
     retried = flower_task(flower, flaky.id, "SUCCESS")  # failed once, retried 2 s later, then delivered
     assert retried["retried"], retried
     assert "'retry': 1" in retried["kwargs"] and "john@example.com" not in json.dumps(retried)
+
+
+def queue_is_empty(sqs: Any, queue: str) -> bool:
+    url = sqs.get_queue_url(QueueName=queue)["QueueUrl"]
+    counts = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    kinds = (
+        "ApproximateNumberOfMessages",
+        "ApproximateNumberOfMessagesNotVisible",
+        "ApproximateNumberOfMessagesDelayed",
+    )
+    return all(counts[kind] == "0" for kind in kinds)
+
+
+def test_flower_shows_an_abandoned_delivery_as_a_failure_with_its_reason_and_its_message_is_deleted(
+    flower: Flower, events_worker: Worker, receiver: Receiver, sqs: Any
+) -> None:
+    delivery = message(receiver.url(f"/fail/{unique('f')}"))
+    failing = deliver_webhook.apply_async(kwargs={"delivery": delivery}, queue=QUEUE)
+
+    task = flower_task(flower, failing.id, "FAILURE")
+    statuses = [row["status"] for row in attempts(delivery["delivery_id"])]
+    assert statuses == ["error", "error", "abandoned"]  # WEBHOOK_RETRY_SCHEDULE=2s,4s: three attempts
+    assert task["exception"] == "HTTP 500 after 3 attempts"
+    assert not task["traceback"]  # an outcome, not a bug
+    assert (
+        f"Task tasks.deliver_webhook[{failing.id}] raised expected: HTTP 500 after 3 attempts" in events_worker.output()
+    )
+    # acknowledged like a success: deleted from SQS, never handed out again
+    wait_for(lambda: queue_is_empty(sqs, QUEUE), 60, "the abandoned delivery's message to be deleted")
+    assert [row["status"] for row in attempts(delivery["delivery_id"])] == statuses
+    # what an operator alerts on (docs): Flower's Prometheus counter of failed deliveries (no password asked)
+    with urllib.request.urlopen(f"{flower.url}/metrics", timeout=30) as answer:
+        metrics = answer.read().decode()
+    labels = {"task": "tasks.deliver_webhook", "type": "task-failed", "worker": events_worker.name}
+    shown = ",".join(f'{name}="{value}"' for name, value in labels.items())  # as prometheus_client sorts them
+    [count] = re.findall(rf"^flower_events_total\{{{re.escape(shown)}\}} (\S+)$", metrics, re.MULTILINE)
+    assert float(count) >= 1
+
+
+def test_flower_and_the_worker_log_show_a_retry_with_its_reason_and_when_it_is_due(
+    flower: Flower, events_worker: Worker, receiver: Receiver
+) -> None:
+    delivery = message(receiver.url(f"/flaky/1/{unique('r')}"))
+    flaky = deliver_webhook.apply_async(kwargs={"delivery": delivery}, queue=QUEUE)
+
+    task = flower_task(flower, flaky.id, "SUCCESS")
+    [failed, _] = attempts(delivery["delivery_id"])
+    due = failed["next_retry_at"].isoformat(timespec="seconds") + "+00:00"
+    reason = f"HTTP 500; retry 1 due {due}"
+    assert task["retried"] and task["exception"] == reason  # the retry's, kept by Flower
+    assert not task["traceback"]
+    assert f"Task tasks.deliver_webhook[{flaky.id}] retry: {reason}" in events_worker.output()
+    assert "Retry in 0s" not in events_worker.output()
 
 
 def test_flower_lists_the_worker_online_from_its_heartbeats(flower: Flower, events_worker: Worker) -> None:

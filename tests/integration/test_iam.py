@@ -209,7 +209,7 @@ def test_the_producer_without_any_one_action_of_its_policy_fails_naming_it(
     assert f"is not authorized to perform: {action}" in done.stderr
     if action.startswith("sns:"):  # events are best effort: the lead is enqueued, its task-sent event lost
         assert done.returncode == 0, done.stderr
-        assert "event not published to SNS (dropped)" in done.stderr
+        assert "task events cannot be published to SNS" in done.stderr
     else:
         assert done.returncode == 1
         assert f"Error: AWS refused {action.removeprefix('sqs:')}: User: arn:aws:iam::" in done.stderr
@@ -239,6 +239,29 @@ def test_a_worker_without_sqs_delete_message_delivers_but_cannot_acknowledge(
     finally:
         worker.stop()
     assert "could not delete 1 acknowledged message(s)" in worker.output()
+
+
+def test_a_worker_that_cannot_publish_its_events_says_so_once_at_start_and_delivers(
+    aws: Aws, database: str, receiver: Receiver, subscribe: Callable[..., Any], logs: Path
+) -> None:
+    queue = unique("noevents")
+    producer = {**aws.user(renamed(policy("producer"), queue)), "SQS_QUEUE": queue, "WORKER_EVENTS": "0"}
+    worker_env = {**aws.user(without(renamed(policy("worker"), queue), "sns:Publish")), "SQS_QUEUE": queue}
+    worker = Worker(logs / f"{queue}.log", worker_env)
+    try:
+        said = "task events cannot be published to SNS (AWS refused Publish: "
+        assert said in worker.output()  # at start: its worker-online event was refused
+        assert "not authorized to perform: sns:Publish" in worker.output()
+        assert "WORKER_EVENTS=0" in worker.output()
+        subscription = subscribe(receiver.url(f"/ok/{unique('noevents')}"))
+        done, [delivery_id] = dispatched(producer, subscription.shop)
+        assert done.returncode == 0, done.stderr
+        wait_for(lambda: [row["status"] for row in attempts(delivery_id)] == ["success"], 60, "the delivery")
+        wait_for(lambda: "succeeded in" in worker.output(), 30, "the task's end")  # its events refused too
+    finally:
+        worker.stop()
+    assert worker.output().count(said) == 1
+    assert "Traceback" not in worker.output()
 
 
 def test_a_worker_without_sqs_list_queues_cannot_start(aws: Aws, database: str, logs: Path) -> None:

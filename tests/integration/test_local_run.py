@@ -41,7 +41,7 @@ def local_env(tmp_path: Path, mark: str) -> dict[str, str]:
     env = {
         key: value
         for key, value in os.environ.items()
-        if not key.startswith(("BROKER_", "DATABASE_", "AUDIT_", "WEBHOOK_", "SQS_", "AWS_"))
+        if not key.startswith(("BROKER_", "DATABASE_", "AUDIT_", "WEBHOOK_", "SQS_", "AWS_", "WORKER_"))
     }
     env.update(
         {
@@ -89,6 +89,8 @@ def test_the_run_command_delivers_signed_sample_leads_and_sigint_leaves_no_proce
     try:
         wait_for(lambda: "Ready." in text() or runner.poll() is not None, 120, "the demo to be ready")
         assert "Ready. 2 subscribers, 4 deliveries." in text(), text()[-3000:]
+        receiver = f"http://127.0.0.1:{env['LOCAL_RECEIVER_PORT']}"
+        assert f"webhooks configure NAME --url {receiver}/hooks/NAME" in text()  # how to get one's own verified
         assert "WARNING: using the development encryption key" in text()
         assert (tmp_path / "config" / "lead-webhooks" / "development.key").stat().st_mode & 0o077 == 0
 
@@ -138,6 +140,9 @@ def test_the_run_command_delivers_signed_sample_leads_and_sigint_leaves_no_proce
         assert len(json.loads(in_new_shell.stdout)) == 4
         flower = f"http://127.0.0.1:{env['LOCAL_FLOWER_PORT']}/api/tasks"
         wait_for(lambda: len(json.loads(urlopen(flower, timeout=5).read())) >= 4, 30, "Flower to list the 4 tasks")
+        for process in ("worker", "flower"):  # kombu said it once per channel: ten lines at start
+            said = [line for line in text().splitlines() if f" {process} " in line.split("|")[0]]
+            assert sum("Created SNS topic 'celeryev'" in line for line in said) <= 1, process
     finally:
         runner.send_signal(signal.SIGINT)
         runner.wait(60)

@@ -26,10 +26,26 @@ def test_every_service_has_an_image_or_a_build() -> None:
         assert "image" in service or "build" in service, name
 
 
-def test_the_compose_file_runs_mysql_8_4_an_sqs_server_and_every_process() -> None:
+def test_the_compose_file_runs_mysql_8_4_moto_and_every_process() -> None:
     assert SERVICES["mysql"]["image"] == "mysql:8.4"
-    assert str(SERVICES["sqs"]["image"]).startswith("softwaremill/elasticmq")
     assert set(OURS) == {"migrate", "worker", "flower", "receiver", "demo"}
+
+
+def test_compose_runs_the_sqs_and_sns_emulator_the_tests_run_so_that_flower_shows_the_tasks() -> None:
+    from importlib.metadata import version
+
+    assert SERVICES["moto"]["image"] == f"motoserver/moto:{version('moto')}", "the moto release the tests run"
+    environment = COMPOSE["x-app"]["environment"]
+    assert environment["BROKER_URL"].endswith("@moto:5000")  # the image's port
+    assert SERVICES["moto"]["ports"] == ["127.0.0.1:9324:5000"]  # no credentials checked: this machine only
+    for name, service in OURS.items():  # task events on (the default): nobody turns them off
+        assert "WORKER_EVENTS" not in {**environment, **service["environment"]}, name  # type: ignore[dict-item]
+        assert "--enable_events=False" not in service["command"] or name == "flower"  # type: ignore[operator]
+
+
+def test_task_events_are_left_on_by_the_procfile() -> None:  # make run: tests/integration/test_local_run.py
+    assert not any("WORKER_EVENTS" in word or word == "--without-heartbeat" for word in procfile_command("worker"))
+    assert "WORKER_EVENTS" not in " ".join(procfile_command("flower"))
 
 
 def test_every_variable_our_services_read_is_documented_in_the_operating_guide() -> None:

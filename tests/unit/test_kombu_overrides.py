@@ -17,8 +17,10 @@ from typing import Any
 import kombu
 import pytest
 from kombu.transport import SQS
+from kombu.transport.SQS.SNS import SNS
 
 import tasks.transport
+import tasks.transport.fanout
 
 #: The kombu release the signatures below were read from.
 KOMBU_TESTED = "5.7.0"
@@ -49,9 +51,11 @@ RECORDED: dict[str, str] = {
         "(self, exchange=None, type='direct', durable=False, auto_delete=False, arguments=None, nowait=False, "
         "passive=False)"
     ),
+    "Channel.fanout": "property (self) -> 'SnsFanout'",
     "Channel.get_message_attributes": "property (self) -> 'dict[str, Any]'",
     "Channel.prepare_queue_arguments": "(self, arguments, **kwargs)",
     "Channel.wait_time_seconds": "cached property (self) -> 'int'",
+    "SNS._create_sns_topic": "(self, exchange_name: 'str') -> 'str'",
     "Transport.Channel": "class",
     "Transport.__init__": "(self, client, **kwargs)",
 }
@@ -66,6 +70,7 @@ CLASS_MACHINERY = frozenset(
 PAIRS: dict[str, tuple[type, type]] = {
     "Channel": (tasks.transport.Channel, SQS.Channel),
     "Transport": (tasks.transport.Transport, SQS.Transport),
+    "SNS": (tasks.transport.fanout.SharedTopics, SNS),
 }
 
 

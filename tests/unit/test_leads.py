@@ -60,6 +60,21 @@ def test_a_bad_field_is_refused_with_a_message_naming_it(change: dict[str, objec
     assert expected in refusal({**SPEC_LEAD, **change})
 
 
+def test_a_lead_with_several_wrong_fields_is_refused_naming_every_one() -> None:
+    wrong = {**SPEC_LEAD, "id": "not-a-uuid", "lead_type": "fax", "is_geolid": "yes", "colour": "red"}
+    del wrong["geolid_shop_id"]
+    message = refusal(wrong)
+    named = [
+        "lead 4: unknown field(s) 'colour'; allowed fields: ",
+        "; field 'id' is 'not-a-uuid', not a UUID; ",
+        "; field 'geolid_shop_id' is required; ",
+        "; field 'lead_type' is 'fax'; allowed values: ",
+        "; field 'is_geolid' must be true or false, not a string",
+    ]
+    positions = [message.find(each) for each in named]
+    assert -1 not in positions and positions == sorted(positions), message
+
+
 def test_a_lead_that_is_not_an_object_is_refused() -> None:
     assert refusal([1, 2]) == "lead 4: a lead must be a JSON object, not an array"
 

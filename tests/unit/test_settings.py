@@ -81,3 +81,14 @@ def test_a_visibility_timeout_above_twelve_hours_is_refused() -> None:
     done = start(SQS_VISIBILITY_TIMEOUT="43201")
     assert done.returncode != 0
     assert "SQS_VISIBILITY_TIMEOUT=43201 must be at most 43200 (12 hours, an SQS limit)" in done.stderr
+
+
+def test_task_events_are_on_by_default_so_that_flower_shows_the_tasks() -> None:
+    code = "import settings; print('events', settings.WORKER_EVENTS)"
+    environment = {**os.environ}
+    environment.pop("WORKER_EVENTS", None)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=environment, cwd=ROOT)
+    assert done.stdout.strip() == "events True", done.stderr
+    environment["WORKER_EVENTS"] = "0"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=environment, cwd=ROOT)
+    assert done.stdout.strip() == "events False", done.stderr

@@ -39,7 +39,8 @@ def upgrade() -> None:
     if not settings.ENCRYPTION_KEYS:
         raise ConfigurationError(
             "WEBHOOK_ENCRYPTION_KEY must be set to upgrade the schema to 0005: the upgrade MACs the audit "
-            "trail's records and checkpoints under a key derived from it (nothing was changed)"
+            "trail's records and checkpoints under a key derived from it (0005 was not applied); it must be "
+            f"the workers' key: {settings.key_hint()}, and give it to every worker and producer"
         )
     key = canonical.trail_key(settings.ENCRYPTION_KEYS[0])
     key_id = canonical.key_id(key)
