@@ -33,6 +33,7 @@ from celery.worker.consumer import Consumer
 from vine import promise
 
 from tasks.delivery import Arrival, broker_id, record_refused
+from webhooks.errors import DeliveryOutcome
 from webhooks.text import printable
 
 logger = logging.getLogger(__name__)
@@ -121,8 +122,8 @@ def _record_failed_delivery(sender: Any = None, exception: BaseException | None 
     """A ``deliver_webhook`` that raised (Celery then deletes its message): recorded refused under
     the broker's id. tasks.application's task catches every error of a delivery's processing,
     so this is a call that failed (a message of other arguments) or the audit itself failing."""
-    if getattr(sender, "name", None) != "tasks.deliver_webhook":
-        return
+    if getattr(sender, "name", None) != "tasks.deliver_webhook" or isinstance(exception, DeliveryOutcome):
+        return  # (a delivery's outcome raised for monitors was recorded already)
     arrival = Arrival.of(sender.request)
     try:
         record_refused(

@@ -232,7 +232,7 @@ def test_every_refused_lead_is_named_with_a_summary(sqs, subscribe) -> None:
 
     assert done.returncode == 1
     assert "lead 2: field 'id' is 'x', not a UUID" in done.stderr
-    assert "lead 3: field 'id' is required" in done.stderr
+    assert "lead 3: field 'created_at' is required; field 'id' is required" in done.stderr  # every field named
     assert "3 lead(s) read, 2 refused: nothing was enqueued" in done.stderr
     assert queue_bodies(sqs, queue) == []
 

@@ -46,7 +46,8 @@ def test_a_subscriber_resolving_to_a_private_address_is_refused_at_send_time_wit
     monkeypatch.setattr(destination, "resolve", lambda host, port: ["10.0.0.5"])
     sent = a_delivery("http://partner.example/hooks")
 
-    assert delivery.attempt(*sent) is None  # nothing follows: a permanent failure
+    ended = delivery.attempt(*sent)  # nothing follows: a permanent failure
+    assert isinstance(ended, delivery.Failed) and "refused destination" in ended.reason
 
     [row] = attempts(sent[0].delivery_id)
     assert row["status"] == "abandoned"

@@ -24,7 +24,7 @@ from local.leads import unique
 from local.recorder import Receiver
 from local.services import Worker, wait_for
 from tasks import audit, deliver_webhook
-from tasks.delivery import Arrival, process
+from tasks.delivery import Arrival, Failed, process
 from tasks.directory import directory
 from tasks.message import DeliveryMessage
 from tests.integration.conftest import Cli, attempts, message_to, refused_claiming, session_counters, subscriber_at
@@ -155,7 +155,8 @@ def test_a_late_message_costs_one_audit_lookup_and_is_delivered_if_its_delivery_
     assert len(receiver.to(path)) == 1
     assert [row["status"] for row in attempts(sent["delivery_id"])] == ["success"]
 
-    assert process(sent, Arrival("sqs:late-again", redelivered=False, sent_at=late.sent_at)) is None
+    refused = process(sent, Arrival("sqs:late-again", redelivered=False, sent_at=late.sent_at))
+    assert isinstance(refused, Failed) and refused.reason.startswith("replayed message refused")
     assert len(receiver.to(path)) == 1
     [row] = attempts("sqs:late-again")
     assert row["error"].startswith(f"replayed message refused: delivery {sent['delivery_id']} already succeeded")

@@ -118,7 +118,8 @@ def test_evidence_json_keeps_the_exact_characters_escaped_as_json(cli: Cli, reco
 def test_a_recorded_url_is_shown_without_its_password(cli: Cli, connections_made: list[Any]) -> None:
     # A message built by hand may carry credentials in its URL: refused at send time and recorded.
     sent = a_message(webhook=unique("credentials"), lead=a_lead(unique("shop")))
-    assert delivery.attempt(sent, a_state("http://partner:Hunter2-s3cret@127.0.0.1:9/hook")) is None
+    ended = delivery.attempt(sent, a_state("http://partner:Hunter2-s3cret@127.0.0.1:9/hook"))
+    assert isinstance(ended, delivery.Failed) and "Hunter2" not in ended.reason  # refused, the password hidden
 
     shown = cli("show", sent.delivery_id)
     told = cli("evidence", str(sent.lead["id"]))
