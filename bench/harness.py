@@ -27,7 +27,15 @@ RUN = uuid.uuid4().hex[:8]
 DB = f"webhooks_bench_{RUN}"
 #: a hanging subscriber answers after this long; the worker gives up at WEBHOOK_TIMEOUT (10 s)
 HANG_SECONDS = 15
-FINISHED = re.compile(r"Task [\w.]+\[([0-9a-f-]{36})\] (succeeded|retry)")
+#: a task is done when it succeeded (a no-op, a part), or when its delivery's attempt is recorded
+#: (the audit's stdout line): a delivery sent back to SQS (held, over the in-flight limit) is not
+FINISHED = re.compile(
+    r"Task [\w.]+\[([0-9a-f-]{36})\] succeeded"
+    r"|webhooks\.delivery: delivery ([0-9a-f-]{36}) lead \S* webhook \S* retry \d+ (?:success|error|abandoned) "
+)
+#: a queue is settled once nothing in it was visible or in flight for this long (s): longer than
+#: tasks.limits.OVER_LIMIT_WAIT, so a delivery sent back over the in-flight limit came back meanwhile
+QUIET_SECONDS = 3.0
 
 
 def configure_environment(moto_port: int, spool: Path) -> None:
@@ -41,6 +49,7 @@ def configure_environment(moto_port: int, spool: Path) -> None:
             "DATABASE_URL": f"mysql+pymysql://root@127.0.0.1:3306/{DB}",
             "WEBHOOK_ENCRYPTION_KEY": base64.b64encode(os.urandom(32)).decode(),
             "SQS_QUEUE": f"bench-{RUN}-count",
+            "SQS_REGION": "us-east-1",  # moto answers in any region (as make run sets it)
             "WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8",
             "AUDIT_SPOOL_DIR": str(spool),
             "LOG_LEVEL": "INFO",
@@ -83,16 +92,23 @@ class Finished:
         for line in lines:
             found = FINISHED.search(line)
             if found:
-                self.ids.add(found.group(1))
+                self.ids.add(found.group(1) or found.group(2))
         return self.ids
 
 
 def wait_until(check: Callable[[], object], timeout: float, what: str, every: float = 0.01) -> None:
+    if not within(check, timeout, every):
+        raise SystemExit(f"bench: timed out after {timeout:.0f} s waiting for {what}")
+
+
+def within(check: Callable[[], object], timeout: float, every: float = 0.01) -> bool:
+    """Whether ``check`` came true within ``timeout`` seconds (asked every ``every`` s)."""
     deadline = time.monotonic() + timeout
     while not check():
         if time.monotonic() > deadline:
-            raise SystemExit(f"bench: timed out after {timeout:.0f} s waiting for {what}")
+            return False
         time.sleep(every)
+    return True
 
 
 @dataclass
@@ -161,6 +177,9 @@ class Harness:
         self.tenth_shops: dict[str, str] = {}
         self.sqs_rates: dict[str, list[float]] = {}  # sqs_alone: kind -> rates
         self.tenth_sizes = (0, 0)
+        self.hanging_posts: list[int] = []  # POSTs to the hanging 10th during each measured drain (its circuit open)
+        self.flags: dict[str, bool] = {}  # yes/no measures (recovered_all)
+        self._sqs: Any = None
 
     # --- building blocks ----------------------------------------------------------------
 
@@ -185,15 +204,38 @@ class Harness:
         for task_id, message in messages:
             app.send_task(task, kwargs={"delivery": message}, task_id=task_id, queue=queue)
 
+    def sqs(self) -> Any:
+        """A boto3 SQS client on moto (one per run)."""
+        if self._sqs is None:
+            import boto3
+
+            self._sqs = boto3.client("sqs", endpoint_url=self.moto.url, region_name="us-east-1")
+        return self._sqs
+
     def queue_empty(self, queue: str) -> bool:
         """No message visible nor in flight (delayed ones, retries scheduled later, may remain)."""
-        import boto3
-
-        client = boto3.client("sqs", endpoint_url=self.moto.url, region_name="us-east-1")
+        client = self.sqs()
         url = client.get_queue_url(QueueName=queue)["QueueUrl"]
         names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
         found = client.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
         return all(found[name] == "0" for name in names)
+
+    def settled(self, queue: str, ids: set[str], also: Callable[[], bool] | None = None) -> Callable[[], bool]:
+        """A check for ``wait_until``: ``also`` holds (asked first, each time), every one of ``ids``
+        (which ``also`` may add to) has an audit record (an attempt, or a hold), and ``queue`` has
+        had nothing visible or in flight for QUIET_SECONDS (what is left there is delayed:
+        retries, holds)."""
+        steady = measure.Steady(QUIET_SECONDS)
+
+        def check() -> bool:
+            holds = (also is None or also()) and self.queue_empty(queue) and ids <= self.recorded(ids)
+            return steady.check(holds, time.monotonic())
+
+        return check
+
+    def recorded(self, ids: set[str]) -> set[str]:
+        """Those of ``ids`` with at least one audit record."""
+        return {delivery_id for delivery_id, _ in self.audit(ids)}
 
     def deleted(self) -> int:
         """Messages deleted since the recording started (one by one or in batches)."""
@@ -212,10 +254,12 @@ class Harness:
         total: int,
         wanted: set[str],
         env: dict[str, str] | None = None,
+        settle: Callable[[], bool] | None = None,
     ) -> Drain:
         """Start a worker on ``queue``, loaded with ``total`` messages; measure from "ready" (or after
         ``--warm-up`` of the wanted tasks) until every
-        task of ``wanted`` finished (its log says so); then wait until all ``total`` are deleted."""
+        task of ``wanted`` finished (its log says so); then wait until all ``total`` are deleted
+        (or, when deliveries may be sent back to the queue, until ``settle`` says so)."""
         from local.services import Worker
 
         class FastWorker(Worker):
@@ -253,7 +297,10 @@ class Harness:
                 if spy is not None:
                     spy.send_signal(signal.SIGINT)
                     spy.wait(60)
-                wait_until(lambda: self.deleted() >= total, 120, f"{name}: {total} deleted", 0.1)
+                if settle is None:
+                    wait_until(lambda: self.deleted() >= total, 120, f"{name}: {total} deleted", 0.1)
+                else:
+                    wait_until(settle, 180, f"{name}: every delivery recorded, the queue quiet", 0.25)
             finally:
                 worker.stop()
         if not self.queue_empty(queue):
@@ -285,16 +332,20 @@ class Harness:
         time.sleep(0.3)  # attached (the messages wait: a profiled run measures nothing else)
         return spy
 
-    def audit(self) -> list[tuple[str, str]]:
-        """(delivery id, status) of every audit row."""
+    def audit(self, ids: set[str] | None = None) -> list[tuple[str, str]]:
+        """(delivery id, status) of every audit row (of the deliveries ``ids`` only, when given)."""
         from sqlalchemy import select
 
         from records import database
         from records.models import DeliveryAttempt
 
+        query = select(DeliveryAttempt.delivery_id, DeliveryAttempt.status)
+        if ids is not None:
+            if not ids:
+                return []
+            query = query.where(DeliveryAttempt.delivery_id.in_(sorted(ids)))
         with database.audit() as session:
-            rows = session.execute(select(DeliveryAttempt.delivery_id, DeliveryAttempt.status))
-            return [(row.delivery_id, row.status) for row in rows]
+            return [(row.delivery_id, row.status) for row in session.execute(query)]
 
     def finished_in_audit(self, ids: set[str]) -> bool:
         return ids <= {delivery_id for delivery_id, _ in self.audit()}
