@@ -16,7 +16,8 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,8 @@ FINISHED = re.compile(
     r"Task [\w.]+\[([0-9a-f-]{36})\] succeeded"
     r"|webhooks\.delivery: delivery ([0-9a-f-]{36}) lead \S* webhook \S* retry \d+ (?:success|error|abandoned) "
 )
+#: a delivery held (its hold recorded): done, in a drain of held deliveries
+HELD = re.compile(r"webhooks\.delivery: delivery ([0-9a-f-]{36}) lead \S* webhook \S* retry \d+ held ")
 #: a queue is settled once nothing in it was visible or in flight for this long (s): longer than
 #: tasks.limits.OVER_LIMIT_WAIT, so a delivery sent back over the in-flight limit came back meanwhile
 QUIET_SECONDS = 3.0
@@ -76,9 +79,10 @@ def worker_command(app: str = "tasks", pool: str | None = None, concurrency: int
 
 
 class Finished:
-    """Task ids the worker's log reports finished (``succeeded`` or ``retry``), read as it grows."""
+    """Task ids the worker's log reports finished (FINISHED, or another pattern), read as it grows."""
 
-    def __init__(self, log: Path) -> None:
+    def __init__(self, log: Path, pattern: re.Pattern[str] = FINISHED) -> None:
+        self.pattern = pattern
         self.log, self.offset, self.partial = log, 0, ""
         self.ids: set[str] = set()
 
@@ -90,9 +94,9 @@ class Finished:
         lines = (self.partial + data.decode(errors="replace")).split("\n")
         self.partial = lines.pop()
         for line in lines:
-            found = FINISHED.search(line)
+            found = self.pattern.search(line)
             if found:
-                self.ids.add(found.group(1) or found.group(2))
+                self.ids.add(next(group for group in found.groups() if group))
         return self.ids
 
 
@@ -177,6 +181,7 @@ class Harness:
         self.tenth_shops: dict[str, str] = {}
         self.sqs_rates: dict[str, list[float]] = {}  # sqs_alone: kind -> rates
         self.tenth_sizes = (0, 0)
+        self.held_shop = ""
         self.hanging_posts: list[int] = []  # POSTs to the hanging 10th during each measured drain (its circuit open)
         self.flags: dict[str, bool] = {}  # yes/no measures (recovered_all)
         self._sqs: Any = None
@@ -246,6 +251,25 @@ class Harness:
         found = measure.messages_by_action(self.moto.recording.read_text())
         return found["SendMessage"] + found["SendMessageBatch"]
 
+    def start_worker(self, name: str, command: list[str], queue: str, env: dict[str, str] | None = None) -> Any:
+        """The worker command on ``queue``, its log in ``name``.log (local.services.Worker)."""
+        from local.services import Worker
+
+        class FastWorker(Worker):
+            READY_POLL = 0.005
+
+        return FastWorker(self.logs / f"{name}.log", env={"SQS_QUEUE": queue, **(env or {})}, command=command)
+
+    @contextmanager
+    def paused(self, worker: Any) -> Iterator[None]:
+        """The worker stopped (SIGSTOP) meanwhile, so that what is published then waits for it, as a
+        backlog (a request it had under way, a long poll, completes when it goes on)."""
+        os.killpg(worker.process.pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            os.killpg(worker.process.pid, signal.SIGCONT)
+
     def drain(
         self,
         name: str,
@@ -255,21 +279,19 @@ class Harness:
         wanted: set[str],
         env: dict[str, str] | None = None,
         settle: Callable[[], bool] | None = None,
+        worker: Any = None,
+        done_when: re.Pattern[str] = FINISHED,
     ) -> Drain:
-        """Start a worker on ``queue``, loaded with ``total`` messages; measure from "ready" (or after
-        ``--warm-up`` of the wanted tasks) until every
-        task of ``wanted`` finished (its log says so); then wait until all ``total`` are deleted
+        """Start a worker on ``queue`` (or go on with ``worker``, left running), loaded with ``total``
+        messages; measure from "ready" (or after ``--warm-up`` of the wanted tasks) until every
+        task of ``wanted`` finished (its log says so: ``done_when``); then wait until all ``total`` are deleted
         (or, when deliveries may be sent back to the queue, until ``settle`` says so)."""
-        from local.services import Worker
-
-        class FastWorker(Worker):
-            READY_POLL = 0.005
-
-        log = self.logs / f"{name}.log"
+        own = worker is None
         with self.moto.record() as requests:
-            worker = FastWorker(log, env={"SQS_QUEUE": queue, **(env or {})}, command=command)
+            if own:
+                worker = self.start_worker(name, command, queue, env)
             try:
-                finished = Finished(worker.log_path)
+                finished = Finished(worker.log_path, done_when)
                 spy = self.profile(name, worker.process.pid)
                 # The window starts once `warm_up` of the wanted tasks are done (0: at "ready"): the
                 # worker's threads and connections are then open, as in a worker that has run a while.
@@ -302,8 +324,9 @@ class Harness:
                 else:
                     wait_until(settle, 180, f"{name}: every delivery recorded, the queue quiet", 0.25)
             finally:
-                worker.stop()
-        if not self.queue_empty(queue):
+                if own:
+                    worker.stop()
+        if own and not self.queue_empty(queue):
             raise SystemExit(f"bench: {name}: messages left in {queue}")
         return Drain(window.tasks, seconds, cpu, rss, requests)
 

@@ -89,6 +89,23 @@ class Isolation(Harness):
             until = session.execute(select(Subscriber.circuit_open_until).where(Subscriber.name == webhook)).scalar()
         return until is not None
 
+    def open_circuit(self, webhook: str, seconds: int) -> None:
+        """Open the subscriber's circuit for ``seconds``, in the database, as a worker would."""
+        from datetime import timedelta
+
+        from sqlalchemy import update
+
+        from records import database
+        from records.models import Subscriber
+        from webhooks.clock import utcnow
+
+        with database.platform() as session:
+            session.execute(
+                update(Subscriber)
+                .where(Subscriber.name == webhook)
+                .values(circuit_open_until=utcnow() + timedelta(seconds=seconds), circuit_cooldown=seconds)
+            )
+
     def events(self, webhook: str) -> list[Event]:
         """The subscriber's recorded events (circuit opened, closed), oldest first."""
         from sqlalchemy import select

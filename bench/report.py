@@ -109,6 +109,16 @@ def summarize_rounds(bench: Harness) -> None:
                 f"a loop: receive 10, delete them but one in ten kept in flight (or all); {each}",
             ),
         ]
+    if "held" in bench.drains:
+        held = bench.drains["held"]
+        bench.rows.append(
+            (
+                "a delivery held by an open circuit",
+                f"{spread([d.cpu_ms for d in held], ' ms')}, {spread([d.per_second for d in held], '/s', 1)}",
+                f"{n} to 1 subscriber whose circuit is open, each recorded held and sent back to SQS "
+                f"(CPU per delivery, rate; a delivery to the 9: {bench.results['delivery_cpu_ms']:.2f} ms); {each}",
+            )
+        )
     if bench.options.breakdown:
         base = statistics.median(d.cpu_ms for d in noop)
         for kind in PARTS:

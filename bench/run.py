@@ -25,7 +25,8 @@ Every number comes from the same run:
    its circuit open. The rate to the 9 (until their N are done) with the 10th hanging, over the
    rate with the 10th healthy (medians). The same pattern without a worker (receive 10, delete
    them but one in ten kept in flight) gives moto's own ratio: its receive slows down with the
-   messages in flight;
+   messages in flight. And what a hold costs: N deliveries to a subscriber whose circuit is
+   open, each recorded held and sent back to SQS;
 3. dispatch: the SQS requests of ``producer.dispatch`` of one lead matching 10 subscribers (a
    warm producer), and of ``webhooks dispatch`` (a new process), counted by moto's recorder;
 4. per delivery: a running worker, idle, then M leads dispatched (one subscriber, first-try

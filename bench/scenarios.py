@@ -4,6 +4,7 @@ requests per delivery and per hop. The isolation scenarios are in bench.isolatio
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
@@ -16,7 +17,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from bench.harness import HANG_SECONDS, RUN, Drain, Window, wait_until
+from bench.harness import HANG_SECONDS, HELD, RUN, Drain, Window, wait_until
 from bench.isolation import Isolation
 from bench.report import describe
 
@@ -67,6 +68,7 @@ class Bench(Isolation):
         kinds = ["noop", "deliveries", "features-off"] if number % 2 == 0 else ["features-off", "deliveries", "noop"]
         if not self.options.quick:
             kinds += ["healthy", "hanging"] if number % 2 == 0 else ["hanging", "healthy"]
+            kinds.append("held")
         if self.options.breakdown:
             kinds += list(PARTS)
         for kind in kinds:
@@ -74,6 +76,9 @@ class Bench(Isolation):
             if kind in ("healthy", "hanging"):
                 self.tenth(kind, number)
                 self.sqs_alone(kind, number)
+                continue
+            if kind == "held":
+                self.held(number)
                 continue
             planned = plan(self.leads(self.healthy_shop, leads)).deliveries[:n]
             if kind in ("deliveries", "features-off"):
@@ -97,8 +102,10 @@ class Bench(Isolation):
         settings: each round has a tenth subscriber of its own, whose circuit is closed at first.
         A first drain (``hanging-closed``) is measured the same way while it trips (the
         in-flight limit alone protects the others: 8 of the worker's threads wait on the
-        tenth), and lasts until the circuit is open; the measured drain follows, on a new
-        worker, within the circuit's first cool-down (1 minute)."""
+        tenth), and lasts until the circuit is open; the measured drain follows on the same
+        worker (paused while the messages are preloaded: its connections to SQS, publishing
+        ones included, are open, as in a worker that has run a while), within the circuit's
+        first cool-down (1 minute)."""
         if kind == "healthy":
             if kind not in self.tenth_shops:
                 paths = [f"/ok/nine-and-healthy-{index}" for index in range(9)] + ["/ok/tenth"]
@@ -107,32 +114,63 @@ class Bench(Isolation):
             return
         name = f"nine-and-hanging-{number}"
         tenth = f"{name}-9-{RUN}"
-        shop = self.subscribers(name, [f"/ok/{name}-{index}" for index in range(9)] + [f"/slow/{HANG_SECONDS}/{name}"])
-        closed = self.tenth_drain("hanging-closed", number, shop, tripping=tenth)
-        self.drains.setdefault("hanging-closed", []).append(closed)
-        posts = len(self.receiver.to(f"/slow/{HANG_SECONDS}/{name}"))
-        self.drains.setdefault(kind, []).append(self.tenth_drain(kind, number, shop))
-        self.hanging_posts.append(len(self.receiver.to(f"/slow/{HANG_SECONDS}/{name}")) - posts)
+        hanging = f"/slow/{HANG_SECONDS}/{name}"
+        shop = self.subscribers(name, [f"/ok/{name}-{index}" for index in range(9)] + [hanging])
+        queue = f"bench-{RUN}-{kind}-{number}"
+        worker = self.start_worker(f"{kind}-{number}", self.command, queue)
+        try:
+            closed = self.tenth_drain("hanging-closed", number, shop, queue, worker, tripping=tenth)
+            self.drains.setdefault("hanging-closed", []).append(closed)
+            posts = len(self.receiver.to(hanging))
+            self.drains.setdefault(kind, []).append(self.tenth_drain(kind, number, shop, queue, worker))
+            self.hanging_posts.append(len(self.receiver.to(hanging)) - posts)
+        finally:
+            worker.stop()
+        if not self.queue_empty(queue):
+            raise SystemExit(f"bench: {kind}-{number}: messages left in {queue}")
 
-    def tenth_drain(self, kind: str, number: int, shop: str, tripping: str | None = None) -> Drain:
+    def tenth_drain(
+        self, kind: str, number: int, shop: str, queue: str | None = None, worker: Any = None, tripping: str = ""
+    ) -> Drain:
         """Preload N + N/9 deliveries to the shop's 10 subscribers (the 10th is ``-9-``), drain
-        them with a new worker, measured until the N to the other 9 are done; then until every
-        delivery is recorded (an attempt, or a hold) and, when ``tripping`` names the 10th,
-        until its circuit is open."""
+        them with a new worker (or ``worker``, on ``queue``, paused meanwhile), measured until the
+        N to the other 9 are done; then until every delivery is recorded (an attempt, or a hold)
+        and, when ``tripping`` names the 10th, until its circuit is open."""
         from producer.dispatch import plan
 
         n = self.options.messages
         planned = plan(self.leads(shop, math.ceil(n / 9))).deliveries
         tenth_ids = {d.delivery_id for d in planned if d.webhook.endswith(f"-9-{RUN}")}
         others = {d.delivery_id for d in planned} - tenth_ids
-        queue = f"bench-{RUN}-{kind}-{number}"
-        self.preload(((d.delivery_id, d.message) for d in planned), queue, "tasks.deliver_webhook")
+        queue = queue or f"bench-{RUN}-{kind}-{number}"
+        with self.paused(worker) if worker is not None else contextlib.nullcontext():
+            self.preload(((d.delivery_id, d.message) for d in planned), queue, "tasks.deliver_webhook")
         self.dispatched |= others | tenth_ids
         self.tenth_sizes = (len(others), len(tenth_ids))
         ids = others | tenth_ids
-        also = None if tripping is None else self.until_open(tripping, shop, queue, ids)
+        also = self.until_open(tripping, shop, queue, ids) if tripping else None
         settle = self.settled(queue, ids, also)
-        return self.drain(f"{kind}-{number}", self.command, queue, len(planned), others, settle=settle)
+        return self.drain(f"{kind}-{number}", self.command, queue, len(planned), others, settle=settle, worker=worker)
+
+    def held(self, number: int) -> None:
+        """N deliveries to one subscriber whose circuit is open (opened for an hour in the database
+        for the bench), drained by a new worker: what holding a delivery costs (its hold recorded,
+        its message sent back to SQS until the cool-down ends), measured as the others, each
+        delivery done when its hold is recorded."""
+        from producer.dispatch import plan
+
+        n = self.options.messages
+        if not self.held_shop:
+            self.held_shop = self.subscribers("held", ["/ok/held"])
+            self.open_circuit(f"held-0-{RUN}", 3600)
+        planned = plan(self.leads(self.held_shop, n)).deliveries
+        queue = f"bench-{RUN}-held-{number}"
+        ids = {d.delivery_id for d in planned}
+        self.preload(((d.delivery_id, d.message) for d in planned), queue, "tasks.deliver_webhook")
+        self.dispatched |= ids
+        settle = self.settled(queue, ids)
+        drained = self.drain(f"held-{number}", self.command, queue, n, ids, settle=settle, done_when=HELD)
+        self.drains.setdefault("held", []).append(drained)
 
     def until_open(self, webhook: str, shop: str, queue: str, ids: set[str]) -> Callable[[], bool]:
         """Whether the subscriber's circuit is open; while it is not, a lead to it alone is
