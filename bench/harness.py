@@ -16,7 +16,8 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,17 @@ RUN = uuid.uuid4().hex[:8]
 DB = f"webhooks_bench_{RUN}"
 #: a hanging subscriber answers after this long; the worker gives up at WEBHOOK_TIMEOUT (10 s)
 HANG_SECONDS = 15
-FINISHED = re.compile(r"Task [\w.]+\[([0-9a-f-]{36})\] (succeeded|retry)")
+#: a task is done when it succeeded (a no-op, a part), or when its delivery's attempt is recorded
+#: (the audit's stdout line): a delivery sent back to SQS (held, over the in-flight limit) is not
+FINISHED = re.compile(
+    r"Task [\w.]+\[([0-9a-f-]{36})\] succeeded"
+    r"|webhooks\.delivery: delivery ([0-9a-f-]{36}) lead \S* webhook \S* retry \d+ (?:success|error|abandoned) "
+)
+#: a delivery held (its hold recorded): done, in a drain of held deliveries
+HELD = re.compile(r"webhooks\.delivery: delivery ([0-9a-f-]{36}) lead \S* webhook \S* retry \d+ held ")
+#: a queue is settled once nothing in it was visible or in flight for this long (s): longer than
+#: tasks.limits.OVER_LIMIT_WAIT, so a delivery sent back over the in-flight limit came back meanwhile
+QUIET_SECONDS = 3.0
 
 
 def configure_environment(moto_port: int, spool: Path) -> None:
@@ -68,9 +79,10 @@ def worker_command(app: str = "tasks", pool: str | None = None, concurrency: int
 
 
 class Finished:
-    """Task ids the worker's log reports finished (``succeeded`` or ``retry``), read as it grows."""
+    """Task ids the worker's log reports finished (FINISHED, or another pattern), read as it grows."""
 
-    def __init__(self, log: Path) -> None:
+    def __init__(self, log: Path, pattern: re.Pattern[str] = FINISHED) -> None:
+        self.pattern = pattern
         self.log, self.offset, self.partial = log, 0, ""
         self.ids: set[str] = set()
 
@@ -82,18 +94,25 @@ class Finished:
         lines = (self.partial + data.decode(errors="replace")).split("\n")
         self.partial = lines.pop()
         for line in lines:
-            found = FINISHED.search(line)
+            found = self.pattern.search(line)
             if found:
-                self.ids.add(found.group(1))
+                self.ids.add(next(group for group in found.groups() if group))
         return self.ids
 
 
 def wait_until(check: Callable[[], object], timeout: float, what: str, every: float = 0.01) -> None:
+    if not within(check, timeout, every):
+        raise SystemExit(f"bench: timed out after {timeout:.0f} s waiting for {what}")
+
+
+def within(check: Callable[[], object], timeout: float, every: float = 0.01) -> bool:
+    """Whether ``check`` came true within ``timeout`` seconds (asked every ``every`` s)."""
     deadline = time.monotonic() + timeout
     while not check():
         if time.monotonic() > deadline:
-            raise SystemExit(f"bench: timed out after {timeout:.0f} s waiting for {what}")
+            return False
         time.sleep(every)
+    return True
 
 
 @dataclass
@@ -162,6 +181,10 @@ class Harness:
         self.tenth_shops: dict[str, str] = {}
         self.sqs_rates: dict[str, list[float]] = {}  # sqs_alone: kind -> rates
         self.tenth_sizes = (0, 0)
+        self.held_shop = ""
+        self.hanging_posts: list[int] = []  # POSTs to the hanging 10th during each measured drain (its circuit open)
+        self.flags: dict[str, bool] = {}  # yes/no measures (recovered_all)
+        self._sqs: Any = None
 
     # --- building blocks ----------------------------------------------------------------
 
@@ -186,15 +209,38 @@ class Harness:
         for task_id, message in messages:
             app.send_task(task, kwargs={"delivery": message}, task_id=task_id, queue=queue)
 
+    def sqs(self) -> Any:
+        """A boto3 SQS client on moto (one per run)."""
+        if self._sqs is None:
+            import boto3
+
+            self._sqs = boto3.client("sqs", endpoint_url=self.moto.url, region_name="us-east-1")
+        return self._sqs
+
     def queue_empty(self, queue: str) -> bool:
         """No message visible nor in flight (delayed ones, retries scheduled later, may remain)."""
-        import boto3
-
-        client = boto3.client("sqs", endpoint_url=self.moto.url, region_name="us-east-1")
+        client = self.sqs()
         url = client.get_queue_url(QueueName=queue)["QueueUrl"]
         names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
         found = client.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
         return all(found[name] == "0" for name in names)
+
+    def settled(self, queue: str, ids: set[str], also: Callable[[], bool] | None = None) -> Callable[[], bool]:
+        """A check for ``wait_until``: ``also`` holds (asked first, each time), every one of ``ids``
+        (which ``also`` may add to) has an audit record (an attempt, or a hold), and ``queue`` has
+        had nothing visible or in flight for QUIET_SECONDS (what is left there is delayed:
+        retries, holds)."""
+        steady = measure.Steady(QUIET_SECONDS)
+
+        def check() -> bool:
+            holds = (also is None or also()) and self.queue_empty(queue) and ids <= self.recorded(ids)
+            return steady.check(holds, time.monotonic())
+
+        return check
+
+    def recorded(self, ids: set[str]) -> set[str]:
+        """Those of ``ids`` with at least one audit record."""
+        return {delivery_id for delivery_id, _ in self.audit(ids)}
 
     def deleted(self) -> int:
         """Messages deleted since the recording started (one by one or in batches)."""
@@ -205,6 +251,25 @@ class Harness:
         found = measure.messages_by_action(self.moto.recording.read_text())
         return found["SendMessage"] + found["SendMessageBatch"]
 
+    def start_worker(self, name: str, command: list[str], queue: str, env: dict[str, str] | None = None) -> Any:
+        """The worker command on ``queue``, its log in ``name``.log (local.services.Worker)."""
+        from local.services import Worker
+
+        class FastWorker(Worker):
+            READY_POLL = 0.005
+
+        return FastWorker(self.logs / f"{name}.log", env={"SQS_QUEUE": queue, **(env or {})}, command=command)
+
+    @contextmanager
+    def paused(self, worker: Any) -> Iterator[None]:
+        """The worker stopped (SIGSTOP) meanwhile, so that what is published then waits for it, as a
+        backlog (a request it had under way, a long poll, completes when it goes on)."""
+        os.killpg(worker.process.pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            os.killpg(worker.process.pid, signal.SIGCONT)
+
     def drain(
         self,
         name: str,
@@ -213,20 +278,20 @@ class Harness:
         total: int,
         wanted: set[str],
         env: dict[str, str] | None = None,
+        settle: Callable[[], bool] | None = None,
+        worker: Any = None,
+        done_when: re.Pattern[str] = FINISHED,
     ) -> Drain:
-        """Start a worker on ``queue``, loaded with ``total`` messages; measure from "ready" (or after
-        ``--warm-up`` of the wanted tasks) until every
-        task of ``wanted`` finished (its log says so); then wait until all ``total`` are deleted."""
-        from local.services import Worker
-
-        class FastWorker(Worker):
-            READY_POLL = 0.005
-
-        log = self.logs / f"{name}.log"
+        """Start a worker on ``queue`` (or go on with ``worker``, left running), loaded with ``total``
+        messages; measure from "ready" (or after ``--warm-up`` of the wanted tasks) until every
+        task of ``wanted`` finished (its log says so: ``done_when``); then wait until all ``total`` are deleted
+        (or, when deliveries may be sent back to the queue, until ``settle`` says so)."""
+        own = worker is None
         with self.moto.record() as requests:
-            worker = FastWorker(log, env={"SQS_QUEUE": queue, **(env or {})}, command=command)
+            if own:
+                worker = self.start_worker(name, command, queue, env)
             try:
-                finished = Finished(worker.log_path)
+                finished = Finished(worker.log_path, done_when)
                 spy = self.profile(name, worker.process.pid)
                 # The window starts once `warm_up` of the wanted tasks are done (0: at "ready"): the
                 # worker's threads and connections are then open, as in a worker that has run a while.
@@ -254,10 +319,14 @@ class Harness:
                 if spy is not None:
                     spy.send_signal(signal.SIGINT)
                     spy.wait(60)
-                wait_until(lambda: self.deleted() >= total, 120, f"{name}: {total} deleted", 0.1)
+                if settle is None:
+                    wait_until(lambda: self.deleted() >= total, 120, f"{name}: {total} deleted", 0.1)
+                else:
+                    wait_until(settle, 180, f"{name}: every delivery recorded, the queue quiet", 0.25)
             finally:
-                worker.stop()
-        if not self.queue_empty(queue):
+                if own:
+                    worker.stop()
+        if own and not self.queue_empty(queue):
             raise SystemExit(f"bench: {name}: messages left in {queue}")
         return Drain(window.tasks, seconds, cpu, rss, requests)
 
@@ -286,16 +355,20 @@ class Harness:
         time.sleep(0.3)  # attached (the messages wait: a profiled run measures nothing else)
         return spy
 
-    def audit(self) -> list[tuple[str, str]]:
-        """(delivery id, status) of every audit row."""
+    def audit(self, ids: set[str] | None = None) -> list[tuple[str, str]]:
+        """(delivery id, status) of every audit row (of the deliveries ``ids`` only, when given)."""
         from sqlalchemy import select
 
         from records import database
         from records.models import DeliveryAttempt
 
+        query = select(DeliveryAttempt.delivery_id, DeliveryAttempt.status)
+        if ids is not None:
+            if not ids:
+                return []
+            query = query.where(DeliveryAttempt.delivery_id.in_(sorted(ids)))
         with database.audit() as session:
-            rows = session.execute(select(DeliveryAttempt.delivery_id, DeliveryAttempt.status))
-            return [(row.delivery_id, row.status) for row in rows]
+            return [(row.delivery_id, row.status) for row in session.execute(query)]
 
     def finished_in_audit(self, ids: set[str]) -> bool:
         return ids <= {delivery_id for delivery_id, _ in self.audit()}

@@ -7,7 +7,7 @@ import base64
 import json
 import os
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -141,15 +141,20 @@ KEYS = (
     "raw_post_cpu_ms",
     "noop_task_cpu_ms",
     "delivery_cpu_ms",
+    "delivery_cpu_ms_features_off",
     "noop_tasks_per_s",
     "deliveries_per_s",
     "healthy_rate_ratio_with_hanging",
+    "failing_subscriber_posts_ratio",
+    "recovered_all",
     "sqs_requests_per_delivery",
     "sqs_requests_per_hop",
     "dispatch_requests_per_lead_10_subscribers",
     "worker_rss_mb",
     "accounted",
 )
+#: the keys that say yes or no (the others are numbers, rounded to 3 decimals)
+FLAGS = ("recovered_all", "accounted")
 
 
 @dataclass(frozen=True)
@@ -159,18 +164,20 @@ class Accounting:
     dispatched: int
     delivered: int  # a success recorded
     failed: int  # an error or abandoned attempt recorded, no success
+    held: int = 0  # no attempt yet, a ``held`` record (open circuit, in-flight limit): still in SQS, its hold recorded
 
     @property
     def accounted(self) -> bool:
-        """True only when every dispatched delivery is either delivered or failed."""
-        return self.dispatched > 0 and self.delivered + self.failed == self.dispatched
+        """True only when every dispatched delivery is delivered, failed or held."""
+        return self.dispatched > 0 and self.delivered + self.failed + self.held == self.dispatched
 
 
 def accounting(dispatched: Iterable[str], attempts: Iterable[tuple[str, str]]) -> Accounting:
     """From the ids dispatched and the audit's (delivery id, status) pairs.
 
     Attempts of deliveries the run did not dispatch are ignored; a delivery with several
-    attempts counts once (delivered if any succeeded).
+    records counts once: delivered if any succeeded, else failed if an attempt failed, else held
+    if it was held (and never attempted).
     """
     wanted = set(dispatched)
     statuses: dict[str, set[str]] = {}
@@ -179,17 +186,54 @@ def accounting(dispatched: Iterable[str], attempts: Iterable[tuple[str, str]]) -
             statuses.setdefault(delivery_id, set()).add(status)
     delivered = sum(1 for found in statuses.values() if "success" in found)
     failed = sum(1 for found in statuses.values() if "success" not in found and found & {"error", "abandoned"})
-    return Accounting(len(wanted), delivered, failed)
+    held = sum(1 for found in statuses.values() if found == {"held"})
+    return Accounting(len(wanted), delivered, failed, held)
 
 
-def summary(measured: Mapping[str, float], book: Accounting) -> dict[str, Any]:
+def all_delivered(wanted: Iterable[str], attempts: Iterable[tuple[str, str]]) -> bool:
+    """True when every one of ``wanted`` (at least one) has a success among the (delivery id,
+    status) pairs."""
+    wanted = set(wanted)
+    succeeded = {delivery_id for delivery_id, status in attempts if status == "success"}
+    return bool(wanted) and wanted <= succeeded
+
+
+def summary(measured: Mapping[str, float | bool], book: Accounting) -> dict[str, Any]:
     """The JSON line: every key of KEYS, numbers rounded, ``accounted`` from the audit."""
     missing = set(KEYS) - {"accounted"} - set(measured)
     if missing:
         raise ValueError(f"not measured: {sorted(missing)}")
-    line: dict[str, Any] = {key: round(float(measured[key]), 3) for key in KEYS if key != "accounted"}
+    line: dict[str, Any] = {
+        key: bool(measured[key]) if key in FLAGS else round(float(measured[key]), 3)
+        for key in KEYS
+        if key != "accounted"
+    }
     line["accounted"] = book.accounted
     return line
+
+
+class Steady:
+    """Whether a condition has held, without a break, for ``seconds`` (times given by the caller)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.since: float | None = None
+
+    def check(self, holds: bool, now: float) -> bool:
+        """Say that the condition holds (or not) at ``now``; True once it has held for ``seconds``."""
+        if not holds:
+            self.since = None
+            return False
+        if self.since is None:
+            self.since = now
+        return now - self.since >= self.seconds
+
+
+def paired(on: Sequence[float], off: Sequence[float]) -> list[float]:
+    """The differences ``on - off`` of measures taken in pairs (one pair per round)."""
+    if len(on) != len(off):
+        raise ValueError(f"{len(on)} measures for {len(off)}: they go in pairs")
+    return [a - b for a, b in zip(on, off, strict=True)]
 
 
 @dataclass(frozen=True)
@@ -215,10 +259,22 @@ def targets(line: Mapping[str, Any]) -> list[Target]:
             f"{line['deliveries_per_s']:.1f}/s >= 0.9 x noop = {rate:.1f}/s",
         ),
         Target(
-            "hanging subscribers",
-            line["healthy_rate_ratio_with_hanging"] >= 0.8,
-            f"healthy rate ratio {line['healthy_rate_ratio_with_hanging']:.2f} >= 0.8",
+            "cost of the subscriber cache and checks",
+            line["delivery_cpu_ms"] <= line["delivery_cpu_ms_features_off"] + 0.1,
+            f"{line['delivery_cpu_ms']:.2f} ms <= features off + 0.1 = "
+            f"{line['delivery_cpu_ms_features_off'] + 0.1:.2f} ms",
         ),
+        Target(
+            "hanging subscribers",
+            line["healthy_rate_ratio_with_hanging"] >= 0.95,
+            f"healthy rate ratio {line['healthy_rate_ratio_with_hanging']:.2f} >= 0.95 (circuits open)",
+        ),
+        Target(
+            "failing subscribers",
+            line["failing_subscriber_posts_ratio"] <= 0.1,
+            f"POSTs to them, breaker on / off: {line['failing_subscriber_posts_ratio']:.3f} <= 0.1",
+        ),
+        Target("recovered", bool(line["recovered_all"]), "every delivery to a subscriber back up is delivered"),
         Target(
             "SQS per delivery",
             line["sqs_requests_per_delivery"] <= 2.2,
@@ -229,7 +285,7 @@ def targets(line: Mapping[str, Any]) -> list[Target]:
             line["dispatch_requests_per_lead_10_subscribers"] <= 10,
             f"{line['dispatch_requests_per_lead_10_subscribers']:g} <= 10",
         ),
-        Target("accounted", bool(line["accounted"]), "delivered + failed == dispatched"),
+        Target("accounted", bool(line["accounted"]), "delivered + failed + held == dispatched"),
     ]
 
 

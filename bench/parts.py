@@ -8,7 +8,9 @@ the no-op task (bench.noop), under the same broker settings:
   loop body, but inside the worker;
 - ``select``: the duplicate check (``tasks.audit.already_delivered``), one SELECT.
 
-Nothing is recorded in the audit. The task takes the same argument as ``deliver_webhook``.
+Nothing is recorded in the audit. The task takes the same argument as ``deliver_webhook``; the
+subscriber's URL comes from the worker's cache of the subscribers (tasks.directory), as a
+delivery's does.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import requests
 
 from tasks import audit, destination, payload, sender, signature
 from tasks.application import app
+from tasks.directory import directory
 
 NAME = "bench.part"
 PARTS = ("post", "requests", "select")
@@ -33,14 +36,17 @@ def part(delivery: dict[str, Any]) -> None:
     chosen = os.environ.get("BENCH_PART", "")
     body = payload.encode(payload.build(delivery["lead"], 0))
     headers = {"Content-Type": "application/json", "webhook-id": delivery["delivery_id"]}
+    subscriber = directory.subscriber(int(delivery["subscriber_id"]), str(delivery["webhook"]), None)
+    if subscriber is None:
+        raise ValueError(f"subscriber {delivery['webhook']!r} is not in the database")
     if chosen == "post":
         headers.update(signature.headers(delivery["delivery_id"], int(time.time()), body, ["bench"]))
-        sender.post(destination.check(delivery["url"]), body, headers)
+        sender.post(destination.check(subscriber.url), body, headers)
     elif chosen == "requests":
         session = getattr(_local, "session", None)
         if session is None:
             session = _local.session = requests.Session()
-        session.post(delivery["url"], data=body, headers=headers, timeout=10).close()
+        session.post(subscriber.url, data=body, headers=headers, timeout=10).close()
     elif chosen == "select":
         audit.already_delivered(delivery["delivery_id"])
     else:

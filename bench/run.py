@@ -11,29 +11,39 @@ Every number comes from the same run:
 
 1. rounds (``--rounds``, 3): in each, a raw POST loop (a plain ``requests.Session`` to the
    receiver, in its own process: the floor), then N no-op tasks (the same messages as
-   deliveries) and N deliveries (10 subscribers answering 200), each preloaded then drained
-   by a fresh worker (the order alternates between rounds). A worker's CPU is utime + stime of
-   it and its children (/proc), from the moment its log reports ``--warm-up`` tasks done (64:
-   its threads and connections are open) until 64 are left (the tasks under way at both ends
-   balance); rates over the same window. The medians are kept (the machine is shared: a round can be slowed down);
-2. hanging, in each round too: N deliveries to 9 subscribers and N/9 more to a 10th, drained
-   twice: the 10th answering at once, then answering after 15 s (WEBHOOK_TIMEOUT is 10 s).
-   The rate to the 9 (until their N are done) with the 10th hanging, over the rate with the
-   10th healthy (medians). The same pattern without a worker (receive 10, delete them but one
-   in ten kept in flight) gives moto's own ratio: its receive slows down with the messages in
-   flight;
+   deliveries), N deliveries (10 subscribers answering 200), and N deliveries again with the
+   subscriber features off (the circuit breaker, the in-flight limit, the cache's reloads), each
+   preloaded then drained by a fresh worker (the order alternates between rounds). A worker's
+   CPU is utime + stime of it and its children (/proc), from the moment its log reports
+   ``--warm-up`` tasks done (64: its threads and connections are open) until 64 are left (the
+   tasks under way at both ends balance); rates over the same window. A delivery is done when
+   its attempt is recorded (one sent back to SQS is not). The medians are kept (the machine is
+   shared: a round can be slowed down);
+2. hanging, in each round too: N deliveries to 9 subscribers and N/9 more to a 10th, drained:
+   the 10th answering at once; then answering after 15 s (WEBHOOK_TIMEOUT is 10 s), a new one
+   each round, twice: while its circuit trips (until it is open), then, on a new worker, with
+   its circuit open. The rate to the 9 (until their N are done) with the 10th hanging, over the
+   rate with the 10th healthy (medians). The same pattern without a worker (receive 10, delete
+   them but one in ten kept in flight) gives moto's own ratio: its receive slows down with the
+   messages in flight. And what a hold costs: N deliveries to a subscriber whose circuit is
+   open, each recorded held and sent back to SQS;
 3. dispatch: the SQS requests of ``producer.dispatch`` of one lead matching 10 subscribers (a
    warm producer), and of ``webhooks dispatch`` (a new process), counted by moto's recorder;
 4. per delivery: a running worker, idle, then M leads dispatched (one subscriber, first-try
    successes): every request counted from the dispatch until the last message is deleted;
 5. per hop: K messages due in 2 hours (beyond SQS_MAX_DELAY) reach that worker, which puts
    each back for SQS_MAX_DELAY: every request counted, divided by K (a first K warm the
-   worker's publishing connections up, and are shown apart).
+   worker's publishing connections up, and are shown apart);
+6. isolation (bench.isolation): leads arriving at ``--leads-per-second`` to 10 subscribers, one
+   answering 503, for ``--failing-seconds``, with the breaker off then on: the POSTs it
+   received, on over off; then one subscriber down for the first 20 s of 40 s of leads and
+   back after: are all its deliveries delivered?
 
 With ``--breakdown``, each round also drains tasks doing one part of a delivery (bench.parts).
-The run is accounted when every delivery dispatched is in the audit as delivered or failed (the
-hanging ones fail: timeout, retry scheduled); otherwise it is void, and says so. The last line
-printed is one JSON object (bench.measure.KEYS).
+The run is accounted when every delivery dispatched is in the audit as delivered, failed (the
+hanging ones: timeout, retry scheduled) or held (by an open circuit or the in-flight limit,
+its message back in SQS); otherwise it is void, and says so. The last line printed is one JSON
+object (bench.measure.KEYS).
 
 The parts: bench.harness (environment, workers, measured drains), bench.scenarios (what is
 measured), bench.report (medians, table, targets, JSON); this module runs them.
@@ -69,6 +79,12 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, help="instead of the Procfile's (to compare)")
     parser.add_argument("--breakdown", action="store_true", help="also price parts of a delivery (bench.parts)")
     parser.add_argument("--profile", metavar="DIR", help="py-spy a delivery drain into DIR (pip install py-spy)")
+    parser.add_argument(
+        "--leads-per-second", type=float, default=3.0, help="pace of the isolation runs' leads (each to 10 subscribers)"
+    )
+    parser.add_argument(
+        "--failing-seconds", type=float, default=90.0, help="leads arriving in each failing-subscriber run"
+    )
     parser.add_argument("--quick", action="store_true", help="the rounds only, no JSON")
     options = parser.parse_args()
 
@@ -94,6 +110,9 @@ def main() -> None:
             steps += [
                 ("dispatch counted", bench.dispatch_counts),
                 ("per delivery and per hop counted", bench.per_delivery_and_hop),
+                ("failing subscribers, breaker off then on", bench.failing),
+                ("a subscriber down, then back", bench.recovery),
+                ("isolation summed up", functools.partial(report.summarize_isolation, bench)),
             ]
         for name, step in steps:
             step()

@@ -1,8 +1,10 @@
-"""The benchmark's scenarios (see bench.run): the rounds of raw POSTs, no-op and delivery drains, a
-hanging subscriber, SQS alone, the dispatch's requests, and the requests per delivery and per hop."""
+"""The benchmark's scenarios (see bench.run): the rounds of raw POSTs, no-op and delivery drains (the
+subscriber features on and off), a hanging subscriber, SQS alone, the dispatch's requests, and the
+requests per delivery and per hop. The isolation scenarios are in bench.isolation."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
@@ -10,15 +12,25 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from bench.harness import HANG_SECONDS, RUN, Harness, Window, wait_until
+from bench.harness import HANG_SECONDS, HELD, RUN, Drain, Window, wait_until
+from bench.isolation import Isolation
 from bench.report import describe
 
+#: the worker's settings that switch the subscriber features off: the breaker, the in-flight
+#: limit, and the cache's reloads (loaded once, at the first delivery: before the measure starts)
+FEATURES_OFF = {
+    "WEBHOOK_CIRCUIT_BREAKER": "0",
+    "WEBHOOK_MAX_IN_FLIGHT_PER_SUBSCRIBER": "0",
+    "SUBSCRIBER_CACHE_SECONDS": "86400",
+}
 
-class Bench(Harness):
+
+class Bench(Isolation):
     """A benchmark run: the harness, and the scenarios measured on it."""
 
     # --- the rounds: raw POST, no-op and delivery drains --------------------------------
@@ -52,9 +64,11 @@ class Bench(Harness):
             self.healthy_shop = self.subscribers("healthy", [f"/ok/healthy-{index}" for index in range(10)])
         leads = math.ceil(n / 10)
         self.raw_post()
-        kinds = ["noop", "deliveries"] if number % 2 == 0 else ["deliveries", "noop"]
+        # deliveries with the features on and off side by side, in turns
+        kinds = ["noop", "deliveries", "features-off"] if number % 2 == 0 else ["features-off", "deliveries", "noop"]
         if not self.options.quick:
             kinds += ["healthy", "hanging"] if number % 2 == 0 else ["hanging", "healthy"]
+            kinds.append("held")
         if self.options.breakdown:
             kinds += list(PARTS)
         for kind in kinds:
@@ -63,11 +77,15 @@ class Bench(Harness):
                 self.tenth(kind, number)
                 self.sqs_alone(kind, number)
                 continue
+            if kind == "held":
+                self.held(number)
+                continue
             planned = plan(self.leads(self.healthy_shop, leads)).deliveries[:n]
-            if kind == "deliveries":
+            if kind in ("deliveries", "features-off"):
                 messages = [(d.delivery_id, d.message) for d in planned]
                 self.dispatched |= {task_id for task_id, _ in messages}
-                task, command, env = "tasks.deliver_webhook", self.command, {}
+                task, command = "tasks.deliver_webhook", self.command
+                env = FEATURES_OFF if kind == "features-off" else {}
             else:
                 messages = [(str(uuid.uuid4()), d.message) for d in planned]  # never delivered
                 task, command = (NOOP, self.noop_command) if kind == "noop" else (PART, self.parts_command)
@@ -78,23 +96,104 @@ class Bench(Harness):
 
     def tenth(self, kind: str, number: int) -> None:
         """N healthy deliveries and one in ten more to a tenth subscriber: answering at once
-        (``healthy``) or after the timeout (``hanging``); measured until the N healthy are done."""
+        (``healthy``) or after the timeout (``hanging``); measured until the N healthy are done.
+
+        ``hanging`` is measured once the tenth's circuit has had time to open, with the default
+        settings: each round has a tenth subscriber of its own, whose circuit is closed at first.
+        A first drain (``hanging-closed``) is measured the same way while it trips (the
+        in-flight limit alone protects the others: 8 of the worker's threads wait on the
+        tenth), and lasts until the circuit is open; the measured drain follows on the same
+        worker (paused while the messages are preloaded: its connections to SQS, publishing
+        ones included, are open, as in a worker that has run a while), within the circuit's
+        first cool-down (1 minute)."""
+        if kind == "healthy":
+            if kind not in self.tenth_shops:
+                paths = [f"/ok/nine-and-healthy-{index}" for index in range(9)] + ["/ok/tenth"]
+                self.tenth_shops[kind] = self.subscribers("nine-and-healthy", paths)
+            self.drains.setdefault(kind, []).append(self.tenth_drain(kind, number, self.tenth_shops[kind]))
+            return
+        name = f"nine-and-hanging-{number}"
+        tenth = f"{name}-9-{RUN}"
+        hanging = f"/slow/{HANG_SECONDS}/{name}"
+        shop = self.subscribers(name, [f"/ok/{name}-{index}" for index in range(9)] + [hanging])
+        queue = f"bench-{RUN}-{kind}-{number}"
+        worker = self.start_worker(f"{kind}-{number}", self.command, queue)
+        try:
+            closed = self.tenth_drain("hanging-closed", number, shop, queue, worker, tripping=tenth)
+            self.drains.setdefault("hanging-closed", []).append(closed)
+            posts = len(self.receiver.to(hanging))
+            self.drains.setdefault(kind, []).append(self.tenth_drain(kind, number, shop, queue, worker))
+            self.hanging_posts.append(len(self.receiver.to(hanging)) - posts)
+        finally:
+            worker.stop()
+        if not self.queue_empty(queue):
+            raise SystemExit(f"bench: {kind}-{number}: messages left in {queue}")
+
+    def tenth_drain(
+        self, kind: str, number: int, shop: str, queue: str | None = None, worker: Any = None, tripping: str = ""
+    ) -> Drain:
+        """Preload N + N/9 deliveries to the shop's 10 subscribers (the 10th is ``-9-``), drain
+        them with a new worker (or ``worker``, on ``queue``, paused meanwhile), measured until the
+        N to the other 9 are done; then until every delivery is recorded (an attempt, or a hold)
+        and, when ``tripping`` names the 10th, until its circuit is open."""
         from producer.dispatch import plan
 
         n = self.options.messages
-        name = f"nine-and-{kind}"
-        if kind not in self.tenth_shops:
-            tenth = "/ok/tenth" if kind == "healthy" else f"/slow/{HANG_SECONDS}/tenth"
-            self.tenth_shops[kind] = self.subscribers(name, [f"/ok/{name}-{index}" for index in range(9)] + [tenth])
-        planned = plan(self.leads(self.tenth_shops[kind], math.ceil(n / 9))).deliveries
-        tenth_ids = {d.delivery_id for d in planned if d.webhook.startswith(f"{name}-9-")}
+        planned = plan(self.leads(shop, math.ceil(n / 9))).deliveries
+        tenth_ids = {d.delivery_id for d in planned if d.webhook.endswith(f"-9-{RUN}")}
         others = {d.delivery_id for d in planned} - tenth_ids
-        queue = f"bench-{RUN}-{kind}-{number}"
-        self.preload(((d.delivery_id, d.message) for d in planned), queue, "tasks.deliver_webhook")
+        queue = queue or f"bench-{RUN}-{kind}-{number}"
+        with self.paused(worker) if worker is not None else contextlib.nullcontext():
+            self.preload(((d.delivery_id, d.message) for d in planned), queue, "tasks.deliver_webhook")
         self.dispatched |= others | tenth_ids
-        drained = self.drain(f"{kind}-{number}", self.command, queue, len(planned), others)
-        self.drains.setdefault(kind, []).append(drained)
         self.tenth_sizes = (len(others), len(tenth_ids))
+        ids = others | tenth_ids
+        also = self.until_open(tripping, shop, queue, ids) if tripping else None
+        settle = self.settled(queue, ids, also)
+        return self.drain(f"{kind}-{number}", self.command, queue, len(planned), others, settle=settle, worker=worker)
+
+    def held(self, number: int) -> None:
+        """N deliveries to one subscriber whose circuit is open (opened for an hour in the database
+        for the bench), drained by a new worker: what holding a delivery costs (its hold recorded,
+        its message sent back to SQS until the cool-down ends), measured as the others, each
+        delivery done when its hold is recorded."""
+        from producer.dispatch import plan
+
+        n = self.options.messages
+        if not self.held_shop:
+            self.held_shop = self.subscribers("held", ["/ok/held"])
+            self.open_circuit(f"held-0-{RUN}", 3600)
+        planned = plan(self.leads(self.held_shop, n)).deliveries
+        queue = f"bench-{RUN}-held-{number}"
+        ids = {d.delivery_id for d in planned}
+        self.preload(((d.delivery_id, d.message) for d in planned), queue, "tasks.deliver_webhook")
+        self.dispatched |= ids
+        settle = self.settled(queue, ids)
+        drained = self.drain(f"held-{number}", self.command, queue, n, ids, settle=settle, done_when=HELD)
+        self.drains.setdefault("held", []).append(drained)
+
+    def until_open(self, webhook: str, shop: str, queue: str, ids: set[str]) -> Callable[[], bool]:
+        """Whether the subscriber's circuit is open; while it is not, a lead to it alone is
+        dispatched every second at most (added to ``ids``): a circuit is judged when a worker's
+        cache loads, and a cache loads when a delivery comes (with 34 hanging deliveries out of
+        340, the circuit opens before they run out; with fewer, they may run out first)."""
+        from producer.dispatch import plan
+
+        last = time.monotonic()
+
+        def check() -> bool:
+            nonlocal last
+            if self.circuit_open(webhook):
+                return True
+            if time.monotonic() - last >= 1.0:
+                last = time.monotonic()
+                planned = plan(self.leads(shop, 1), to={webhook}).deliveries
+                self.preload(((d.delivery_id, d.message) for d in planned), queue, "tasks.deliver_webhook")
+                ids.update(d.delivery_id for d in planned)
+                self.dispatched |= {d.delivery_id for d in planned}
+            return False
+
+        return check
 
     def sqs_alone(self, kind: str, number: int) -> None:
         """The same drain without a worker: a loop receiving 10 messages at a time and deleting

@@ -6,7 +6,9 @@ Its answer depends on the path, so one receiver serves every test:
 ``/slow/SECONDS/…`` 200 after a pause, ``/flaky/N/…`` 500 for the first N requests
 to that path, then 200, ``/random/P/…`` 500 with a probability of P % after a pause of
 up to 0.3 s (seeded), ``/gone/…`` 410, ``/retry-after/VALUE/STATUS/…`` STATUS with
-``Retry-After: VALUE`` (URL-decoded) to the first request, then 200.
+``Retry-After: VALUE`` (URL-decoded) to the first request, then 200. Whatever its kind, a
+path in ``unavailable`` answers 503 while it is there (a subscriber down, then back: the
+benchmark's failing and recovering subscribers).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ class Receiver:
         self.requests: list[Received] = []
         self._lock = threading.Lock()
         self._seen: Counter[str] = Counter()
+        self.unavailable: set[str] = set()  # paths answering 503 while listed here
         self.random = random.Random(seed)
         receiver = self
 
@@ -58,7 +61,9 @@ class Receiver:
                     time.sleep(float(parts[1]))
                 if kind == "random":
                     time.sleep(receiver.random.uniform(0, 0.3))
-                if kind == "redirect":
+                if self.path in receiver.unavailable:
+                    self._answer(503, b"unavailable on purpose")
+                elif kind == "redirect":
                     self._answer(302, b"moved", location="/ok/redirected")
                 elif kind == "gone":
                     self._answer(410, b"gone for good")

@@ -95,10 +95,10 @@ def test_batches_count_their_entries_and_other_requests_one() -> None:
     assert counts == {"DeleteMessage": 1, "DeleteMessageBatch": 9, "ReceiveMessage": 1}
 
 
-def test_a_run_is_accounted_only_when_every_dispatched_delivery_is_delivered_or_failed() -> None:
+def test_a_run_is_accounted_only_when_every_dispatched_delivery_is_delivered_failed_or_held() -> None:
     attempts = [("a", "success"), ("b", "error"), ("b", "success"), ("c", "error"), ("c", "abandoned")]
     book = measure.accounting(["a", "b", "c"], [*attempts, ("stranger", "success")])
-    assert (book.dispatched, book.delivered, book.failed, book.accounted) == (3, 2, 1, True)
+    assert (book.dispatched, book.delivered, book.failed, book.held, book.accounted) == (3, 2, 1, 0, True)
 
     missing = measure.accounting(["a", "b", "c", "d"], attempts)  # d: never recorded
     assert (missing.delivered, missing.failed, missing.accounted) == (2, 1, False)
@@ -106,13 +106,46 @@ def test_a_run_is_accounted_only_when_every_dispatched_delivery_is_delivered_or_
     assert not measure.accounting([], []).accounted
 
 
+def test_a_delivery_held_and_never_attempted_counts_as_held_and_one_attempted_after_by_its_attempt() -> None:
+    attempts = [("a", "held"), ("b", "held"), ("b", "success"), ("c", "held"), ("c", "error"), ("d", "cancelled")]
+    book = measure.accounting(["a", "b", "c", "d"], attempts)
+    assert (book.delivered, book.failed, book.held) == (1, 1, 1)
+    assert not book.accounted  # d ended without an attempt or a hold: not what the bench expects
+
+
+def test_all_delivered_needs_a_success_for_every_wanted_delivery() -> None:
+    attempts = [("a", "error"), ("a", "held"), ("a", "success"), ("b", "success"), ("c", "error")]
+    assert measure.all_delivered(["a", "b"], attempts)
+    assert not measure.all_delivered(["a", "b", "c"], attempts)
+    assert not measure.all_delivered([], attempts)  # nothing to deliver proves nothing
+
+
+def test_a_steady_condition_must_hold_without_a_break_for_its_duration() -> None:
+    steady = measure.Steady(3.0)
+    assert not steady.check(True, 10.0)
+    assert not steady.check(True, 12.9)
+    assert not steady.check(False, 13.0)  # a break: counted again from the next time it holds
+    assert not steady.check(True, 14.0)
+    assert not steady.check(True, 16.5)
+    assert steady.check(True, 17.0)
+
+
+def test_paired_measures_give_their_differences_and_must_pair_up() -> None:
+    assert measure.paired([3.0, 2.5], [2.75, 2.5]) == [0.25, 0.0]
+    with pytest.raises(ValueError, match="pairs"):
+        measure.paired([1.0], [1.0, 2.0])
+
+
 MEASURED = {
     "raw_post_cpu_ms": 0.61234,
     "noop_task_cpu_ms": 0.8,
     "delivery_cpu_ms": 2.9,
+    "delivery_cpu_ms_features_off": 2.85,
     "noop_tasks_per_s": 90.0,
     "deliveries_per_s": 80.0,
-    "healthy_rate_ratio_with_hanging": 0.9,
+    "healthy_rate_ratio_with_hanging": 0.96,
+    "failing_subscriber_posts_ratio": 0.0612,
+    "recovered_all": True,
     "sqs_requests_per_delivery": 2.0,
     "sqs_requests_per_hop": 1.25,
     "dispatch_requests_per_lead_10_subscribers": 10,
@@ -124,6 +157,8 @@ def test_the_summary_has_every_key_in_order_and_says_whether_the_run_is_accounte
     line = measure.summary(MEASURED, measure.Accounting(3, 2, 1))
     assert list(line) == list(measure.KEYS)
     assert line["raw_post_cpu_ms"] == 0.612
+    assert line["failing_subscriber_posts_ratio"] == 0.061
+    assert line["recovered_all"] is True
     assert line["accounted"] is True
     assert measure.summary(MEASURED, measure.Accounting(3, 2, 0))["accounted"] is False
     with pytest.raises(ValueError, match="delivery_cpu_ms"):
@@ -136,8 +171,28 @@ def test_the_targets_are_checked_against_the_summary() -> None:
     assert met == {
         "delivery CPU": False,  # 2.9 > 0.8 + 0.612 + 1.0
         "delivery rate": False,  # 80 < 0.9 x 90
+        "cost of the subscriber cache and checks": True,  # 2.9 <= 2.85 + 0.1
         "hanging subscribers": True,
+        "failing subscribers": True,
+        "recovered": True,
         "SQS per delivery": True,
         "dispatch, 10 subscribers": True,
         "accounted": True,
     }
+    worse = {
+        **MEASURED,
+        "delivery_cpu_ms_features_off": 2.75,
+        "healthy_rate_ratio_with_hanging": 0.94,
+        "failing_subscriber_posts_ratio": 0.11,
+        "recovered_all": False,
+    }
+    met = {target.name: target.met for target in measure.targets(measure.summary(worse, measure.Accounting(1, 1, 0)))}
+    assert not any(
+        met[name]
+        for name in (
+            "cost of the subscriber cache and checks",
+            "hanging subscribers",
+            "failing subscribers",
+            "recovered",
+        )
+    )
