@@ -114,6 +114,22 @@ def audit_db(database: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     mysql(f"DROP DATABASE IF EXISTS {name}")
 
 
+@pytest.fixture
+def connections(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Every address this process tries to connect to from now on."""
+    import socket
+
+    opened: list[Any] = []
+    real = socket.socket.connect
+
+    def connect(sock: socket.socket, address: Any) -> None:
+        opened.append(address)
+        real(sock, address)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    return opened
+
+
 def run_cli(
     *args: str, input: str | None = None, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:

@@ -26,20 +26,6 @@ def a_delivery(url: str) -> tuple[Any, Any]:
     return a_message(webhook="hardening"), a_state(url, name="hardening")
 
 
-@pytest.fixture
-def connections(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
-    """Every address this process tries to connect to from now on."""
-    opened: list[Any] = []
-    real = socket.socket.connect
-
-    def connect(sock: socket.socket, address: Any) -> None:
-        opened.append(address)
-        real(sock, address)
-
-    monkeypatch.setattr(socket.socket, "connect", connect)
-    return opened
-
-
 def test_a_subscriber_resolving_to_a_private_address_is_refused_at_send_time_without_a_connection(
     database: str, monkeypatch: pytest.MonkeyPatch, connections: list[Any]
 ) -> None:

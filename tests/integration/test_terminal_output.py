@@ -115,7 +115,7 @@ def test_evidence_json_keeps_the_exact_characters_escaped_as_json(cli: Cli, reco
     assert all(attempt["hashes_recomputed"].values())
 
 
-def test_a_recorded_url_is_shown_without_its_password(cli: Cli, connections_made: list[Any]) -> None:
+def test_a_recorded_url_is_shown_without_its_password(cli: Cli, connections: list[Any]) -> None:
     # A message built by hand may carry credentials in its URL: refused at send time and recorded.
     sent = a_message(webhook=unique("credentials"), lead=a_lead(unique("shop")))
     ended = delivery.attempt(sent, a_state("http://partner:Hunter2-s3cret@127.0.0.1:9/hook"))
@@ -128,20 +128,4 @@ def test_a_recorded_url_is_shown_without_its_password(cli: Cli, connections_made
     for output in (shown.output, told.output):
         assert "partner:***@127.0.0.1:9/hook" in output
         assert "Hunter2-s3cret" not in output
-    assert [address for address in connections_made if address[1] != 3306] == []
-
-
-@pytest.fixture
-def connections_made(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
-    """Every address this process connects to from now on."""
-    import socket
-
-    opened: list[Any] = []
-    real = socket.socket.connect
-
-    def connect(sock: socket.socket, address: Any) -> None:
-        opened.append(address)
-        real(sock, address)
-
-    monkeypatch.setattr(socket.socket, "connect", connect)
-    return opened
+    assert [address for address in connections if address[1] != 3306] == []
