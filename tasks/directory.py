@@ -161,17 +161,15 @@ class Directory:
 
     def snapshot(self, *, older_than: float | None = None) -> Snapshot:
         """The cached snapshot, loaded again when older than ``older_than`` (default: the
-        cache's bound). One thread loads; the others keep using the previous snapshot."""
+        cache's bound). One thread loads; the others wait for it (a few milliseconds, once per
+        bound) rather than act on a snapshot older than the bound; while the database cannot be
+        read, the last snapshot serves."""
         limit = self.max_age if older_than is None else older_than
         current = self._snapshot
         if current is not None and time.monotonic() - current.loaded < limit:
             return current
-        if current is not None and not self._lock.acquire(blocking=False):
-            return current  # another thread is loading
-        if current is None:
-            self._lock.acquire()
-        try:
-            current = self._snapshot
+        with self._lock:
+            current = self._snapshot  # loaded by the thread this one waited for, most often
             if current is None or time.monotonic() - current.loaded >= limit:
                 try:
                     self._snapshot = current = load()
@@ -179,9 +177,10 @@ class Directory:
                     if current is None:
                         raise
                     log.warning("subscribers could not be read, the last known state serves: %s", _short(error))
+                    # served for another bound before the next try: the threads waiting do not each
+                    # wait for the database in turn
+                    self._snapshot = current = replace(current, loaded=time.monotonic())
             return current
-        finally:
-            self._lock.release()
 
     def subscriber(self, subscriber_id: int, name: str, issued_at: datetime | None) -> SubscriberState | None:
         """The subscriber's current state, or None when it no longer exists (deleted).
