@@ -2,7 +2,8 @@
 
 The producer adds the rows at dispatch (one statement a batch) and looks them up to keep
 dispatch idempotent; operators end deliveries (cancel, redeliver); a worker parks a held
-delivery's message here while its subscriber is disabled, and ``release`` gives the parked
+delivery's message here while its subscriber is disabled or its circuit open, and ``release``
+(``webhooks enable``) and ``send_parked`` (tasks.holds, in the workers) give the parked
 messages back to be enqueued again. Workers read the ended ones through tasks.directory.
 """
 
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, insert, select, tuple_, update
+from sqlalchemy import and_, func, insert, select, tuple_, update
 
 from records import database
 from records.models import Delivery, Subscriber
@@ -93,19 +94,26 @@ def end(delivery_id: str, status: Status, reason: str, new: New | None = None) -
         return parked
 
 
-def park(message: Mapping[str, Any], delivery: New, reason: str) -> bool:
-    """Keep a held delivery's (sealed) message until its subscriber is enabled again.
+def park(message: Mapping[str, Any], delivery: New, reason: str, *, while_circuit_open: bool = False) -> bool:
+    """Keep a held delivery's (sealed) message until its subscriber is enabled again, or, with
+    ``while_circuit_open``, until its circuit closes (tasks.holds sends it again then).
 
     Done under a lock on the subscriber's row, after reading it: False (nothing parked) when
-    it is enabled by now, so that ``release``, which takes the same lock after enabling it,
-    can never miss a message parked at the same moment. A delivery without a row (a
-    message built by hand) gets one.
+    what holds it is gone by now (enabled, its circuit closed), so that ``release``, which
+    takes the same lock after enabling it, can never miss a message parked at the same
+    moment (and tasks.holds, which looks again every few seconds, meets it at its next look).
+    A delivery without a row (a message built by hand) gets one.
     """
     with database.platform() as session:
-        enabled = session.execute(
-            select(Subscriber.enabled).where(Subscriber.id == delivery.subscriber_id).with_for_update()
-        ).scalar_one_or_none()
-        if enabled is None or enabled:
+        found = session.execute(
+            select(Subscriber.enabled, Subscriber.circuit_open_until)
+            .where(Subscriber.id == delivery.subscriber_id)
+            .with_for_update()
+        ).one_or_none()
+        if found is None:
+            return False
+        enabled, open_until = found
+        if enabled and not (while_circuit_open and open_until is not None):
             return False
         row = session.get(Delivery, delivery.delivery_id)
         if row is None:
@@ -113,6 +121,81 @@ def park(message: Mapping[str, Any], delivery: New, reason: str) -> bool:
             session.add(row)
         row.held_message, row.held_at, row.held_reason = dict(message), utcnow(), reason
         return True
+
+
+def parked_counts() -> dict[int, int]:
+    """Subscriber id -> how many of its deliveries are parked (one statement, on the ``held_at``
+    index: it reads the parked rows only)."""
+    query = (
+        select(Delivery.subscriber_id, func.count())
+        .where(Delivery.held_at.is_not(None))
+        .group_by(Delivery.subscriber_id)
+    )
+    with database.platform() as session:
+        return {int(subscriber_id): int(count) for subscriber_id, count in session.execute(query) if subscriber_id}
+
+
+def oldest_parked(subscriber_id: int) -> str | None:
+    """The id of the subscriber's delivery parked the longest, if any."""
+    query = (
+        select(Delivery.delivery_id)
+        .where(Delivery.held_at.is_not(None), Delivery.subscriber_id == subscriber_id)
+        .order_by(Delivery.held_at, Delivery.delivery_id)
+        .limit(1)
+    )
+    with database.platform() as session:
+        found: str | None = session.execute(query).scalar()
+        return found
+
+
+def send_parked(
+    subscriber_id: int,
+    send: Callable[[Mapping[str, Any], datetime], bool],
+    *,
+    limit: int,
+    only: str | None = None,
+) -> int:
+    """Send again up to ``limit`` of the subscriber's parked messages, oldest first (only the
+    delivery ``only``, when given): ``send(message, held_at)`` publishes one, or says False
+    (it cannot be read: it stays parked). Returns how many were sent; each one sent is no
+    longer parked.
+
+    The rows are locked (by their keys: no range lock that would keep other subscribers'
+    deliveries from being parked meanwhile) while their messages are published, and cleared
+    in the same transaction: two workers never send one message twice; a worker killed
+    before the commit leaves them all parked, and the next one sends them again (a copy of
+    those already published may then be delivered twice, with the same ``webhook-id``). An
+    error from ``send`` stops it: the messages sent before it are no longer parked, and the
+    error is raised.
+    """
+    query = select(Delivery.delivery_id).where(Delivery.held_at.is_not(None), Delivery.subscriber_id == subscriber_id)
+    if only is not None:
+        query = query.where(Delivery.delivery_id == only)
+    failure: Exception | None = None
+    sent = 0
+    with database.platform() as session:
+        ids = list(session.scalars(query.order_by(Delivery.held_at, Delivery.delivery_id).limit(limit)))
+        if not ids:
+            return 0
+        rows = session.scalars(
+            select(Delivery).where(Delivery.delivery_id.in_(ids)).order_by(Delivery.delivery_id).with_for_update()
+        ).all()
+        # still parked now that they are locked (another worker may have sent them meanwhile)
+        rows = sorted(
+            (row for row in rows if row.held_message is not None), key=lambda row: (row.held_at, row.delivery_id)
+        )
+        for row in rows:
+            try:
+                if not send(dict(row.held_message or {}), row.held_at or utcnow()):
+                    continue
+            except Exception as error:  # the broker: what was sent is no longer parked, the rest stays
+                failure = error
+                break
+            row.held_message = row.held_at = row.held_reason = None
+            sent += 1
+    if failure is not None:
+        raise failure
+    return sent
 
 
 def release(

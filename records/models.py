@@ -43,11 +43,13 @@ class Subscriber(Base):
     disabled_reason: Mapped[str | None] = mapped_column(String(500), nullable=True)
     disabled_at: Mapped[datetime | None] = mapped_column(Moment, nullable=True)
     # its circuit breaker (tasks.circuit): open until then (None: closed), the current cool-down in
-    # seconds, when it last closed, and until when a worker's probe is under way
+    # seconds, when it last closed, until when a worker's probe is under way, and the parked
+    # delivery sent again as that probe (by tasks.holds), if it is one
     circuit_open_until: Mapped[datetime | None] = mapped_column(Moment, nullable=True)
     circuit_cooldown: Mapped[int | None] = mapped_column(Integer, nullable=True)
     circuit_closed_at: Mapped[datetime | None] = mapped_column(Moment, nullable=True)
     circuit_probe_until: Mapped[datetime | None] = mapped_column(Moment, nullable=True)
+    circuit_probe_delivery: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
     def summary(self) -> dict[str, Any]:
         """What may be shown to a user: everything but the secret."""
@@ -67,7 +69,8 @@ class Subscriber(Base):
 class Delivery(Base):
     """One row per delivery dispatched (platform side): what makes dispatch idempotent, and
     what an attempt cannot say by itself — that an operator ended the delivery, or that it
-    is held, parked here with its message until its subscriber is enabled again.
+    is held, parked here with its message until its subscriber is enabled again or its circuit
+    closes.
 
     Written by the producer and the CLI, and by a worker only off the happy path (holding a
     delivery, a revoke). The audit trail (``delivery_attempts``) stays the record of what
@@ -87,7 +90,8 @@ class Delivery(Base):
     ended_at: Mapped[datetime | None] = mapped_column(Moment, nullable=True, index=True)
     ended_status: Mapped[str | None] = mapped_column(String(16), nullable=True)  # cancelled | superseded
     ended_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
-    # held while its subscriber is disabled: the message waits here, not in SQS (it costs nothing)
+    # held while its subscriber is disabled or its circuit open: the message waits here, not in
+    # SQS (it costs nothing there, and takes no place in the queue the others are served from)
     held_message: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True), nullable=True)
     held_at: Mapped[datetime | None] = mapped_column(Moment, nullable=True, index=True)
     held_reason: Mapped[str | None] = mapped_column(Text, nullable=True)

@@ -16,7 +16,7 @@ from celery import Celery, Task, bootsteps, signals
 from celery.exceptions import Reject, Retry
 
 import settings
-from tasks import audit, operations, transport
+from tasks import audit, holds, operations, transport
 from tasks.delivery import BACKOFF, Arrival, Failed, after_crash, process, revoked
 from tasks.message import summary
 from webhooks import secretbox
@@ -117,10 +117,12 @@ app.steps["worker"].add(SweepMonitoringQueues)
 @signals.worker_ready.connect
 def _start_checkpoints(**_: Any) -> None:
     audit.start_checkpoints()
+    holds.start_tending()  # the held deliveries: sent again when their subscriber takes them again
 
 
 @signals.worker_shutdown.connect
 def _stop_checkpoints(**_: Any) -> None:
+    holds.stop_tending()
     audit.stop_checkpoints()
 
 

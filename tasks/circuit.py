@@ -10,11 +10,13 @@ per load). No statement is added to a delivery while circuits are closed.
   ``WEBHOOK_CIRCUIT_FAILURE_RATIO`` of the time (timeouts and connection errors count), the
   worker whose cache sees it opens the circuit for ``WEBHOOK_CIRCUIT_COOLDOWN`` (one
   conditional UPDATE: one worker wins, records and tells).
-- **Open.** Its deliveries are not POSTed and hold no thread: they go back to SQS until the
-  cool-down ends (tasks.delivery).
-- **Probe.** After the cool-down one worker claims the probe (a conditional UPDATE) and
-  attempts one delivery: a success closes the circuit, a failure opens it again for twice the
-  cool-down, at most ``WEBHOOK_CIRCUIT_COOLDOWN_MAX``. The others wait for its answer.
+- **Open.** Its deliveries are not POSTed and hold no thread: they are parked in the platform
+  database (tasks.holds), recorded ``held``, and take no place in SQS.
+- **Probe.** After the cool-down one delivery claims the probe (a conditional UPDATE): the first
+  to arrive, or the oldest parked one, which a worker sends again for it when none arrives
+  (tasks.holds). It is attempted: a success closes the circuit, a failure opens it again for
+  twice the cool-down, at most ``WEBHOOK_CIRCUIT_COOLDOWN_MAX``. The deliveries arriving
+  meanwhile are parked too; once the circuit is closed, the workers send the parked ones again.
 
 Opening and closing are recorded (``subscriber_events``), logged, and told to the operators
 (tasks.operations).
@@ -110,7 +112,12 @@ def open_if_closed(subscriber_id: int, name: str, outcomes: Outcomes) -> datetim
         done = session.execute(
             update(_subscribers)
             .where(_subscribers.c.id == subscriber_id, _subscribers.c.circuit_open_until.is_(None))
-            .values(circuit_open_until=until, circuit_cooldown=cooldown, circuit_probe_until=None)
+            .values(
+                circuit_open_until=until,
+                circuit_cooldown=cooldown,
+                circuit_probe_until=None,
+                circuit_probe_delivery=None,
+            )
         )
         if done.rowcount != 1:  # type: ignore[attr-defined]
             return None
@@ -123,9 +130,14 @@ def open_if_closed(subscriber_id: int, name: str, outcomes: Outcomes) -> datetim
     return until
 
 
-def claim_probe(subscriber_id: int) -> bool:
-    """True for the one worker that may attempt the probe of an open circuit whose cool-down ended."""
+def claim_probe(subscriber_id: int, delivery_id: str, seconds: float | None = None) -> bool:
+    """True for the one delivery that may be the probe of an open circuit whose cool-down ended:
+    the first to claim it, or the one a worker sent again from the parked ones as its probe
+    (tasks.holds, which claims it for ``seconds`` before sending it: its message claims it
+    again when it arrives). A claim lasts ``seconds`` (default: an attempt's timeout, twice,
+    and 5 s); a probe that never answers (its worker killed) is claimed again after it."""
     now = utcnow()
+    lasting = settings.WEBHOOK_TIMEOUT * 2 + 5 if seconds is None else seconds
     with database.platform() as session:
         done = session.execute(
             update(_subscribers)
@@ -133,9 +145,13 @@ def claim_probe(subscriber_id: int) -> bool:
                 _subscribers.c.id == subscriber_id,
                 _subscribers.c.circuit_open_until.is_not(None),
                 _subscribers.c.circuit_open_until <= now,
-                or_(_subscribers.c.circuit_probe_until.is_(None), _subscribers.c.circuit_probe_until < now),
+                or_(
+                    _subscribers.c.circuit_probe_until.is_(None),
+                    _subscribers.c.circuit_probe_until < now,
+                    _subscribers.c.circuit_probe_delivery == delivery_id,
+                ),
             )
-            .values(circuit_probe_until=now + timedelta(seconds=settings.WEBHOOK_TIMEOUT * 2 + 5))
+            .values(circuit_probe_until=now + timedelta(seconds=lasting), circuit_probe_delivery=delivery_id[:64])
         )
         return bool(done.rowcount == 1)  # type: ignore[attr-defined]
 
@@ -148,7 +164,13 @@ def probed(subscriber_id: int, name: str, succeeded: bool, cooldown: int | None,
             session.execute(
                 update(_subscribers)
                 .where(_subscribers.c.id == subscriber_id)
-                .values(circuit_open_until=None, circuit_cooldown=None, circuit_probe_until=None, circuit_closed_at=now)
+                .values(
+                    circuit_open_until=None,
+                    circuit_cooldown=None,
+                    circuit_probe_until=None,
+                    circuit_probe_delivery=None,
+                    circuit_closed_at=now,
+                )
             )
             kind, detail = "subscriber.circuit_closed", "a probe succeeded: deliveries go again"
         else:
@@ -157,7 +179,12 @@ def probed(subscriber_id: int, name: str, succeeded: bool, cooldown: int | None,
             session.execute(
                 update(_subscribers)
                 .where(_subscribers.c.id == subscriber_id)
-                .values(circuit_open_until=until, circuit_cooldown=longer, circuit_probe_until=None)
+                .values(
+                    circuit_open_until=until,
+                    circuit_cooldown=longer,
+                    circuit_probe_until=None,
+                    circuit_probe_delivery=None,
+                )
             )
             kind = "subscriber.circuit_opened"
             detail = f"a probe failed ({error}): deliveries wait until {until.isoformat()}+00:00 ({longer} s)"

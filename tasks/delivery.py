@@ -17,10 +17,11 @@ message refused), for monitors to show (Flower, the worker's log):
 4. a message that arrived before its due time is put back (a hop: no record);
 5. a delivery whose subscriber is disabled is held: parked in the platform database with
    a ``held`` record, sent again by ``webhooks enable``;
-6. a delivery whose subscriber's circuit is open goes back to SQS until the cool-down ends
-   (one worker's probe decides then, tasks.circuit), and one over the subscriber's in-flight
-   limit goes back for a few seconds (tasks.limits): neither holds a thread, and the first
-   time a delivery is held it is recorded ``held``, with what holds it and until when;
+6. a delivery whose subscriber's circuit is open is held the same way, until a probe closes
+   the circuit (tasks.holds sends the parked ones again then; after the cool-down, the first
+   delivery to come, or the oldest parked one, is the probe: tasks.circuit); one over the
+   subscriber's in-flight limit goes back to SQS for a few seconds (tasks.limits), recorded
+   ``held`` the first time. None of them holds a thread; each record says what holds it;
 7. otherwise it is attempted (``attempt``) with the subscriber's current URL and secrets.
 
 Time a delivery spends held does not count against its retry schedule: when it is attempted
@@ -30,7 +31,6 @@ again its first failure moves forward by the time held, so it keeps every retry 
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -39,7 +39,7 @@ from typing import Any
 
 import settings
 from records import deliveries
-from tasks import audit, circuit, destination, limits, operations, payload, schedule, sender, signature
+from tasks import audit, circuit, destination, holds, limits, operations, payload, schedule, sender, signature
 from tasks.directory import SKEW, NotKnownYet, SubscriberState, directory
 from tasks.message import DeliveryMessage
 from tasks.transport import receipts
@@ -183,14 +183,10 @@ def process(message: object, arrival: Arrival, now: Callable[[], datetime] = utc
     if subscriber.circuit.open:
         assert subscriber.circuit.open_until is not None
         if arrived < subscriber.circuit.open_until:
-            wait = math.ceil((subscriber.circuit.open_until - arrived).total_seconds())
-            return held_back(
-                delivery, f"its circuit is open until {_iso(subscriber.circuit.open_until)}", wait, arrived
-            )
-        probe = circuit.claim_probe(subscriber.id)
-        if not probe:  # another worker probes: wait for its answer
-            directory.snapshot(older_than=1.0)
-            return held_back(delivery, "its circuit's probe is under way", int(settings.WEBHOOK_TIMEOUT) + 1, arrived)
+            return hold(delivery, subscriber, f"its circuit is open until {_iso(subscriber.circuit.open_until)}")
+        probe = circuit.claim_probe(subscriber.id, delivery.delivery_id)
+        if not probe:  # another delivery probes: this one waits for its answer
+            return hold(delivery, subscriber, "its circuit's probe is under way")
 
     with limits.slot(subscriber.id) as taken:
         if not taken:
@@ -278,6 +274,9 @@ def attempt(
     address = target.address if target else None
     if probe:
         circuit.probed(subscriber.id, subscriber.name, response.ok, subscriber.circuit.cooldown, response.error)
+        directory.forget()  # this process sees the circuit's new state at once
+        if response.ok:
+            holds.nudge()  # its parked deliveries are sent again now, not at the next look
     if response.ok:
         record(Status.SUCCESS, None, response, address)
         return None
@@ -374,15 +373,20 @@ def signing_secrets(subscriber: SubscriberState, now: datetime) -> list[str]:
     return secrets
 
 
-def hold(delivery: DeliveryMessage, subscriber: SubscriberState) -> Again | None:
-    """Park the delivery of a disabled subscriber until ``webhooks enable``; record it held."""
-    reason = f"held: its subscriber is disabled ({subscriber.disabled_reason or 'webhooks disable'})"
-    if not deliveries.park(delivery.sealed(), delivery.row(subscriber.id), reason):
-        directory.forget()  # enabled meanwhile: this snapshot is stale
-        return Again(delivery.sealed(), 1, "its subscriber was enabled meanwhile: tried again in 1 s")
-    audit.record(
-        _attempt(delivery, Status.HELD, f"{reason}; sent again by `webhooks enable {subscriber.name}`", utcnow())
-    )
+def hold(delivery: DeliveryMessage, subscriber: SubscriberState, why: str | None = None) -> Again | None:
+    """Park the delivery of a disabled subscriber (``why`` None) until ``webhooks enable``, or one
+    whose circuit is open (``why`` says how) until it closes (tasks.holds); record it held.
+    When what held it is gone meanwhile, it comes back in a second instead."""
+    if why is None:
+        reason = f"held: its subscriber is disabled ({subscriber.disabled_reason or 'webhooks disable'})"
+        then = f"sent again by `webhooks enable {subscriber.name}`"
+    else:
+        reason = f"held: {why}"
+        then = "sent again once a probe succeeds (it closes the circuit)"
+    if not holds.park(delivery, subscriber, reason, circuit_open=why is not None):
+        gone = "its subscriber was enabled" if why is None else "its circuit closed"
+        return Again(delivery.sealed(), 1, f"{gone} meanwhile: tried again in 1 s")
+    audit.record(_attempt(delivery, Status.HELD, f"{reason}; {then}", utcnow()))
     return None
 
 

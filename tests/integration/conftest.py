@@ -218,3 +218,22 @@ def refused_claiming(text: str) -> list[dict[str, Any]]:
             .order_by(DeliveryAttempt.id)
         )
         return [{column.name: getattr(row, column.key) for column in DeliveryAttempt.__table__.columns} for row in rows]
+
+
+@pytest.fixture
+def own_worker(database: str, moto: object, logs: Any) -> Iterator[Callable[..., tuple[str, Any]]]:
+    """``own_worker(**env)``: a worker of this test's own on a queue of its own; returns (queue, worker)."""
+    from local.leads import unique
+    from local.services import Worker
+
+    started: list[Worker] = []
+
+    def start(**env: str) -> tuple[str, Worker]:
+        queue = unique("isolation")
+        worker = Worker(logs / f"{queue}.log", {"SQS_QUEUE": queue, "SUBSCRIBER_CACHE_SECONDS": "0.5", **env})
+        started.append(worker)
+        return queue, worker
+
+    yield start
+    for worker in started:
+        worker.stop()

@@ -11,11 +11,9 @@ import hmac
 import json
 import re
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from functools import partial
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -32,22 +30,6 @@ from tests.integration.conftest import Cli, Subscription, attempts, run_cli
 from tests.integration.test_delivery import dispatched
 from tests.integration.test_lifecycle import until_statuses
 from webhooks import clock
-
-
-@pytest.fixture
-def own_worker(database: str, moto: object, logs: Path) -> Iterator[Any]:
-    """``own_worker(**env)``: a worker of this test's own on a queue of its own; returns (queue, worker)."""
-    started: list[Worker] = []
-
-    def start(**env: str) -> tuple[str, Worker]:
-        queue = unique("isolation")
-        worker = Worker(logs / f"{queue}.log", {"SQS_QUEUE": queue, "SUBSCRIBER_CACHE_SECONDS": "0.5", **env})
-        started.append(worker)
-        return queue, worker
-
-    yield start
-    for worker in started:
-        worker.stop()
 
 
 def dispatch_to(queue: str, leads: list[dict[str, Any]], **env: str) -> list[str]:

@@ -1,0 +1,139 @@
+"""Deliveries held by an open circuit wait in the platform database, not in SQS, and are sent
+again by the workers (tasks.holds): the oldest as the probe when the cool-down ends, the
+others once the probe closed the circuit. A real worker, moto's SQS, MariaDB, a loopback
+receiver."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import timedelta
+from functools import partial
+from typing import Any
+
+from sqlalchemy import update
+
+from local.leads import a_lead
+from local.recorder import Receiver
+from local.services import wait_for
+from producer import subscribers
+from records import database, deliveries
+from records.models import Subscriber
+from tasks.message import DeliveryMessage
+from tests.integration.conftest import Subscription, attempts, message_to, subscriber_at
+from tests.integration.test_isolation import dispatch_to, events, succeeded
+from webhooks.clock import utcnow
+
+
+def open_circuit(subscription: Subscription, seconds: int) -> None:
+    """Open the subscriber's circuit for ``seconds``, in the database, as a worker would."""
+    with database.platform() as session:
+        session.execute(
+            update(Subscriber)
+            .where(Subscriber.id == subscription.id)
+            .values(circuit_open_until=utcnow() + timedelta(seconds=seconds), circuit_cooldown=seconds)
+        )
+
+
+def held_records(delivery_id: str) -> list[dict[str, Any]]:
+    return [row for row in attempts(delivery_id) if row["status"] == "held"]
+
+
+def messages_in(sqs: Any, queue: str) -> int:
+    """Every message of the queue, visible, in flight or delayed (as moto counts them)."""
+    url = sqs.get_queue_url(QueueName=queue)["QueueUrl"]
+    names = [
+        "ApproximateNumberOfMessages",
+        "ApproximateNumberOfMessagesNotVisible",
+        "ApproximateNumberOfMessagesDelayed",
+    ]
+    found = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
+    return sum(int(found[name]) for name in names)
+
+
+def test_deliveries_held_by_an_open_circuit_wait_in_the_database_and_the_oldest_probes_when_the_cool_down_ends(
+    own_worker, receiver: Receiver, sqs: Any
+) -> None:
+    queue, worker = own_worker()
+    path = f"/ok/{time.monotonic_ns()}-held"
+    subscription = subscriber_at(receiver.url(path))
+    open_circuit(subscription, 8)
+    sent = dispatch_to(queue, [a_lead(subscription.shop) for _ in range(3)])
+
+    for delivery_id in sent:
+        wait_for(partial(held_records, delivery_id), 30, "every delivery held")
+    # parked in the database, nothing of them left in SQS, nothing POSTed
+    assert {row.delivery_id for row in deliveries.held(subscription.id)} == set(sent)
+    wait_for(lambda: messages_in(sqs, queue) == 0, 10, "the held deliveries' messages deleted from SQS")
+    assert receiver.to(path) == []
+    for delivery_id in sent:
+        [record] = held_records(delivery_id)
+        assert "held: its circuit is open until" in str(record["error"])
+        assert "sent again once a probe succeeds" in str(record["error"])
+
+    # no new delivery comes: the oldest parked one is the probe; it closes the circuit, the others follow
+    for delivery_id in sent:
+        wait_for(partial(succeeded, delivery_id), 60, "every held delivery delivered")
+    oldest = min(sent, key=lambda delivery_id: held_records(delivery_id)[0]["attempted_at"])
+    posts = receiver.to(path)
+    assert len(posts) == 3  # each one once
+    first = deliveries.get(oldest)
+    assert first is not None and posts[0].headers["webhook-id"] == first.webhook_id
+    assert [kind for kind, _ in events(subscription.name)][-1] == "subscriber.circuit_closed"
+    assert deliveries.held(subscription.id) == []
+    assert "sent again as its circuit's probe" in worker.output()
+
+
+def test_a_failed_probe_opens_the_circuit_again_for_twice_as_long_and_the_others_stay_held(
+    own_worker, receiver: Receiver
+) -> None:
+    queue, _ = own_worker(WEBHOOK_RETRY_SCHEDULE="1h")
+    path = f"/fail/{time.monotonic_ns()}-probe"
+    subscription = subscriber_at(receiver.url(path))
+    open_circuit(subscription, 2)
+    sent = dispatch_to(queue, [a_lead(subscription.shop) for _ in range(3)])
+    for delivery_id in sent:
+        wait_for(partial(held_records, delivery_id), 30, "every delivery held")
+
+    def reopened() -> list[tuple[str, str]] | None:
+        found = events(subscription.name)
+        return found if any("a probe failed" in detail for _, detail in found) else None
+
+    [(kind, detail)] = wait_for(reopened, 30, "the probe to fail")
+    assert kind == "subscriber.circuit_opened" and "(4 s)" in detail  # twice the 2 s cool-down
+    probed = [delivery_id for delivery_id in sent if any(row["status"] == "error" for row in attempts(delivery_id))]
+    assert len(probed) == 1 and len(receiver.to(path)) == 1
+    [error] = [row for row in attempts(probed[0]) if row["status"] == "error"]
+    assert error["next_retry_at"] is not None  # back on its schedule: its retry is an hour away
+    assert {row.delivery_id for row in deliveries.held(subscription.id)} == set(sent) - set(probed)
+
+
+def test_two_workers_sending_the_parked_deliveries_again_at_once_send_each_one_once(database: str) -> None:
+    subscription = subscriber_at("http://127.0.0.1:9/never")
+    subscribers.set_enabled(subscription.name, False)
+    parked = []
+    for _ in range(20):
+        message = message_to(subscription)
+        delivery = DeliveryMessage.read(message)
+        assert deliveries.park(message, delivery.row(subscription.id), "held: its subscriber is disabled")
+        parked.append(delivery.delivery_id)
+
+    sent: list[str] = []
+    lock = threading.Lock()
+
+    def send(message: Any, _held_at: Any) -> bool:
+        time.sleep(0.01)  # a publish: the other worker tries meanwhile
+        with lock:
+            sent.append(str(message["delivery_id"]))
+        return True
+
+    workers = [
+        threading.Thread(target=deliveries.send_parked, args=(subscription.id, send), kwargs={"limit": 50})
+        for _ in range(2)
+    ]
+    for each in workers:
+        each.start()
+    for each in workers:
+        each.join(30)
+    assert sorted(sent) == sorted(parked)  # every one, once
+    assert deliveries.held(subscription.id) == []
