@@ -29,7 +29,7 @@ DB = f"webhooks_bench_{RUN}"
 #: a hanging subscriber answers after this long; the worker gives up at WEBHOOK_TIMEOUT (10 s)
 HANG_SECONDS = 15
 #: a task is done when it succeeded (a no-op, a part), or when its delivery's attempt is recorded
-#: (the audit's stdout line): a delivery sent back to SQS (held, over the in-flight limit) is not
+#: (the audit's stdout line): a delivery held (parked, or over the in-flight limit) is not
 FINISHED = re.compile(
     r"Task [\w.]+\[([0-9a-f-]{36})\] succeeded"
     r"|webhooks\.delivery: delivery ([0-9a-f-]{36}) lead \S* webhook \S* retry \d+ (?:success|error|abandoned) "

@@ -115,7 +115,7 @@ def summarize_rounds(bench: Harness) -> None:
             (
                 "a delivery held by an open circuit",
                 f"{spread([d.cpu_ms for d in held], ' ms')}, {spread([d.per_second for d in held], '/s', 1)}",
-                f"{n} to 1 subscriber whose circuit is open, each recorded held and sent back to SQS "
+                f"{n} to 1 subscriber whose circuit is open, each recorded held and parked in the database "
                 f"(CPU per delivery, rate; a delivery to the 9: {bench.results['delivery_cpu_ms']:.2f} ms); {each}",
             )
         )

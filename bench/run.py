@@ -17,7 +17,7 @@ Every number comes from the same run:
    CPU is utime + stime of it and its children (/proc), from the moment its log reports
    ``--warm-up`` tasks done (64: its threads and connections are open) until 64 are left (the
    tasks under way at both ends balance); rates over the same window. A delivery is done when
-   its attempt is recorded (one sent back to SQS is not). The medians are kept (the machine is
+   its attempt is recorded (a held one is not). The medians are kept (the machine is
    shared: a round can be slowed down);
 2. hanging, in each round too: N deliveries to 9 subscribers and N/9 more to a 10th, drained:
    the 10th answering at once; then answering after 15 s (WEBHOOK_TIMEOUT is 10 s), a new one
@@ -26,7 +26,7 @@ Every number comes from the same run:
    rate with the 10th healthy (medians). The same pattern without a worker (receive 10, delete
    them but one in ten kept in flight) gives moto's own ratio: its receive slows down with the
    messages in flight. And what a hold costs: N deliveries to a subscriber whose circuit is
-   open, each recorded held and sent back to SQS;
+   open, each recorded held and parked in the database;
 3. dispatch: the SQS requests of ``producer.dispatch`` of one lead matching 10 subscribers (a
    warm producer), and of ``webhooks dispatch`` (a new process), counted by moto's recorder;
 4. per delivery: a running worker, idle, then M leads dispatched (one subscriber, first-try
@@ -41,8 +41,8 @@ Every number comes from the same run:
 
 With ``--breakdown``, each round also drains tasks doing one part of a delivery (bench.parts).
 The run is accounted when every delivery dispatched is in the audit as delivered, failed (the
-hanging ones: timeout, retry scheduled) or held (by an open circuit or the in-flight limit,
-its message back in SQS); otherwise it is void, and says so. The last line printed is one JSON
+hanging ones: timeout, retry scheduled) or held (parked while a circuit is open, or back in
+SQS over the in-flight limit); otherwise it is void, and says so. The last line printed is one JSON
 object (bench.measure.KEYS).
 
 The parts: bench.harness (environment, workers, measured drains), bench.scenarios (what is

@@ -155,7 +155,7 @@ class Bench(Isolation):
     def held(self, number: int) -> None:
         """N deliveries to one subscriber whose circuit is open (opened for an hour in the database
         for the bench), drained by a new worker: what holding a delivery costs (its hold recorded,
-        its message sent back to SQS until the cool-down ends), measured as the others, each
+        its message parked in the platform database until the circuit closes), measured as the others, each
         delivery done when its hold is recorded."""
         from producer.dispatch import plan
 

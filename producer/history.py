@@ -127,11 +127,13 @@ def pending(subscriber_id: int | None = None, limit: int = 100) -> list[Pending]
         record = last.get(row.delivery_id)
         if record is not None and Status(record.status).final:
             continue
-        if row.held_message is not None:
-            state, retry, when, reason = "held", record.retry if record else 0, "on webhooks enable", row.held_reason
+        if row.held_message is not None:  # parked: its subscriber disabled, or its circuit open (tasks.holds)
+            by_circuit = "circuit" in (row.held_reason or "")
+            when = "once a probe closes its circuit" if by_circuit else "on webhooks enable"
+            state, retry, reason = "held", record.retry if record else 0, row.held_reason
         elif record is None:
             state, retry, when, reason = "queued", 0, "now (waiting for a worker)", None
-        elif record.status == Status.HELD:  # back in the queue: an open circuit, the in-flight limit, or enabled again
+        elif record.status == Status.HELD:  # back in the queue: the in-flight limit, or sent again since
             state, retry, when, reason = (
                 "held",
                 record.retry,

@@ -8,18 +8,19 @@ left out of ``webhooks deliveries --pending``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+
+from kombu.exceptions import OperationalError as BrokerError
 
 from producer import history, subscribers
-from producer.dispatch import PlannedDelivery, enqueue_all, redeliver
+from producer.dispatch import redeliver
 from records import deliveries
 from records.models import Delivery
 from tasks import delivery as worker
+from tasks import holds
 from tasks.message import DeliveryMessage
-from webhooks.clock import utcnow
 from webhooks.errors import InvalidInput, WebhookError
 from webhooks.status import Status
 
@@ -30,28 +31,18 @@ def enable(name: str) -> tuple[int, list[str]]:
     longer configured: put that key back, second, and enable again).
 
     The time a delivery was held does not count against its retry schedule: its first
-    failure moves forward by that much, so it keeps every retry it had left.
+    failure moves forward by that much, so it keeps every retry it had left. If SQS fails
+    meanwhile, those not sent yet stay held, and the workers send them (tasks.holds).
     """
     subscriber = subscribers.set_enabled(name, True)
-    released, unreadable = deliveries.release(subscriber.id, _readable)
-    planned = []
-    now = utcnow()
-    for message, held_at in released:
-        held = DeliveryMessage.read(message)
-        since = held.held_since or held_at  # a hold (an open circuit) may have begun before the parking
-        shifted = held.first_failure_at + (now - since) if held.first_failure_at else None
-        again = held.but(due_at=None, held_since=None, first_failure_at=shifted)
-        planned.append(PlannedDelivery(again.row(), again))
-    enqueue_all(planned, recorded=True)
-    return len(planned), unreadable
-
-
-def _readable(message: Mapping[str, Any]) -> bool:
     try:
-        DeliveryMessage.read(message)
-    except WebhookError:
-        return False
-    return True
+        return holds.release(subscriber.id, subscriber.name)
+    except BrokerError as error:
+        raise WebhookError(
+            f"{name} enabled, but SQS failed while its held deliveries were sent again "
+            f"({str(error).splitlines()[0][:300] if str(error) else type(error).__name__}): "
+            "those not sent stay held, and the workers send them once SQS answers"
+        ) from error
 
 
 def disable(name: str) -> None:

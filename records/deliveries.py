@@ -2,19 +2,19 @@
 
 The producer adds the rows at dispatch (one statement a batch) and looks them up to keep
 dispatch idempotent; operators end deliveries (cancel, redeliver); a worker parks a held
-delivery's message here while its subscriber is disabled or its circuit open, and ``release``
-(``webhooks enable``) and ``send_parked`` (tasks.holds, in the workers) give the parked
-messages back to be enqueued again. Workers read the ended ones through tasks.directory.
+delivery's message here while its subscriber is disabled or its circuit open, and
+``send_parked`` (tasks.holds: the workers, and ``webhooks enable``) gives the parked messages
+back to be enqueued again. Workers read the ended ones through tasks.directory.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, insert, select, tuple_, update
+from sqlalchemy import func, insert, select, tuple_
 
 from records import database
 from records.models import Delivery, Subscriber
@@ -99,9 +99,8 @@ def park(message: Mapping[str, Any], delivery: New, reason: str, *, while_circui
     ``while_circuit_open``, until its circuit closes (tasks.holds sends it again then).
 
     Done under a lock on the subscriber's row, after reading it: False (nothing parked) when
-    what holds it is gone by now (enabled, its circuit closed), so that ``release``, which
-    takes the same lock after enabling it, can never miss a message parked at the same
-    moment (and tasks.holds, which looks again every few seconds, meets it at its next look).
+    what holds it is gone by now (enabled, its circuit closed). A message parked just before
+    that is sent again by ``webhooks enable`` or by the workers' next look (tasks.holds).
     A delivery without a row (a message built by hand) gets one.
     """
     with database.platform() as session:
@@ -154,39 +153,44 @@ def send_parked(
     *,
     limit: int,
     only: str | None = None,
-) -> int:
+    skip: Collection[str] = (),
+) -> tuple[int, list[str]]:
     """Send again up to ``limit`` of the subscriber's parked messages, oldest first (only the
-    delivery ``only``, when given): ``send(message, held_at)`` publishes one, or says False
-    (it cannot be read: it stays parked). Returns how many were sent; each one sent is no
-    longer parked.
+    delivery ``only``, when given; none of ``skip``): ``send(message, held_at)`` publishes one,
+    or says False (it cannot be read: it stays parked). Returns how many were sent, and the
+    ids of those that stay parked because they cannot be read; each one sent is no longer
+    parked.
 
     The rows are locked (by their keys: no range lock that would keep other subscribers'
     deliveries from being parked meanwhile) while their messages are published, and cleared
-    in the same transaction: two workers never send one message twice; a worker killed
-    before the commit leaves them all parked, and the next one sends them again (a copy of
-    those already published may then be delivered twice, with the same ``webhook-id``). An
-    error from ``send`` stops it: the messages sent before it are no longer parked, and the
-    error is raised.
+    in the same transaction: two workers (or a worker and ``webhooks enable``) never send one
+    message twice; one killed before the commit leaves them all parked, and the next look
+    sends them again (a copy of those already published may then be delivered twice, with
+    the same ``webhook-id``). An error from ``send`` stops it: the messages sent before it are
+    no longer parked, the others stay, and the error is raised.
     """
     query = select(Delivery.delivery_id).where(Delivery.held_at.is_not(None), Delivery.subscriber_id == subscriber_id)
     if only is not None:
         query = query.where(Delivery.delivery_id == only)
+    if skip:
+        query = query.where(Delivery.delivery_id.not_in(list(skip)))
     failure: Exception | None = None
-    sent = 0
+    sent, unreadable = 0, []
     with database.platform() as session:
         ids = list(session.scalars(query.order_by(Delivery.held_at, Delivery.delivery_id).limit(limit)))
         if not ids:
-            return 0
-        rows = session.scalars(
+            return 0, []
+        locked = session.scalars(
             select(Delivery).where(Delivery.delivery_id.in_(ids)).order_by(Delivery.delivery_id).with_for_update()
         ).all()
         # still parked now that they are locked (another worker may have sent them meanwhile)
         rows = sorted(
-            (row for row in rows if row.held_message is not None), key=lambda row: (row.held_at, row.delivery_id)
+            (row for row in locked if row.held_message is not None), key=lambda row: (row.held_at, row.delivery_id)
         )
         for row in rows:
             try:
                 if not send(dict(row.held_message or {}), row.held_at or utcnow()):
+                    unreadable.append(row.delivery_id)
                     continue
             except Exception as error:  # the broker: what was sent is no longer parked, the rest stays
                 failure = error
@@ -195,37 +199,7 @@ def send_parked(
             sent += 1
     if failure is not None:
         raise failure
-    return sent
-
-
-def release(
-    subscriber_id: int, readable: Callable[[Mapping[str, Any]], bool]
-) -> tuple[list[tuple[Mapping[str, Any], datetime]], list[str]]:
-    """Take the parked messages of a subscriber that are ``readable`` (and when each was held),
-    oldest first, and the ids of those left parked because they are not (sealed under a key no
-    longer configured: they stay, nothing is lost). Call it after enabling the subscriber (see
-    ``park``)."""
-    with database.platform() as session:
-        session.execute(select(Subscriber.id).where(Subscriber.id == subscriber_id).with_for_update())
-        rows = list(
-            session.scalars(
-                select(Delivery)
-                .where(and_(Delivery.subscriber_id == subscriber_id, Delivery.held_message.is_not(None)))
-                .order_by(Delivery.held_at)
-            )
-        )
-        kept = [row.delivery_id for row in rows if not readable(row.held_message or {})]
-        rows = [row for row in rows if row.delivery_id not in kept]
-        taken: list[tuple[Mapping[str, Any], datetime]] = [
-            (dict(row.held_message or {}), row.held_at or utcnow()) for row in rows
-        ]
-        if rows:
-            session.execute(
-                update(Delivery)
-                .where(Delivery.delivery_id.in_([row.delivery_id for row in rows]))
-                .values(held_message=None, held_at=None, held_reason=None)
-            )
-        return taken, kept
+    return sent, unreadable
 
 
 def reseal_held(reseal: Callable[[Mapping[str, Any]], Mapping[str, Any]]) -> int:

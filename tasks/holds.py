@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import settings
@@ -37,6 +38,7 @@ from tasks.directory import SubscriberState, directory
 from tasks.message import DeliveryMessage
 from webhooks.clock import utcnow
 from webhooks.errors import WebhookError
+from webhooks.text import printable
 
 log = logging.getLogger(audit.LOGGER_NAME)
 
@@ -70,7 +72,8 @@ def send_again(message: Mapping[str, Any], held_at: datetime) -> bool:
     try:
         held = DeliveryMessage.read(message)
     except WebhookError as error:
-        log.warning("a parked delivery stays held: its message cannot be read (%s)", error)
+        named = printable(repr(message.get("delivery_id")), one_line=True)[:80]
+        log.warning("held delivery %s stays held: its message cannot be read (%s)", named, error)
         return False
     since = held.held_since or held_at
     now = utcnow()
@@ -93,27 +96,44 @@ def tend(now: datetime | None = None) -> int:
         if state is None or not state.enabled:
             continue  # deleted (its held ones were recorded cancelled), or disabled: webhooks enable
         if not state.circuit.open:
-            sent += release(state)
+            sent += release(state.id, state.name, partial(_takes_deliveries, state.id), _unreadable)[0]
         elif _probe_due(state, moment):
             sent += wake_probe(state)
     return sent
 
 
-def release(state: SubscriberState) -> int:
-    """Send every parked delivery of a subscriber taking deliveries again, batch after batch,
-    while this worker's cache still says its circuit is closed."""
-    sent = 0
+# Parked deliveries this process found unreadable (sealed under a key it does not have): warned
+# of once, skipped from then on (they stay parked; `webhooks enable` names them).
+_unreadable: set[str] = set()
+
+
+def release(
+    subscriber_id: int, name: str, still: Callable[[], bool] = lambda: True, known: set[str] | None = None
+) -> tuple[int, list[str]]:
+    """Send every parked delivery of a subscriber taking deliveries again, oldest first, batch
+    after batch while ``still()`` says it takes them; how many were sent, and the ids of those
+    that stay parked because their message cannot be read (``known``: such ids, skipped, and
+    added to: each is warned of once)."""
+    sent, unreadable = 0, list[str]()
     while True:
-        done = deliveries.send_parked(state.id, send_again, limit=RELEASE_BATCH)
+        done, skipped = deliveries.send_parked(
+            subscriber_id, send_again, limit=RELEASE_BATCH, skip=(known or set()) | set(unreadable)
+        )
         sent += done
-        if done < RELEASE_BATCH:
-            break
-        current = directory.snapshot(older_than=TEND_SECONDS).by_id.get(state.id)
-        if current is None or not current.enabled or current.circuit.open:
+        unreadable += skipped
+        if done + len(skipped) < RELEASE_BATCH or not still():
             break
     if sent:
-        log.info("%d held deliveries to %s sent again: it takes deliveries again", sent, state.name)
-    return sent
+        log.info("%d held deliveries to %s sent again: it takes deliveries again", sent, name)
+    if known is not None:
+        known.update(unreadable)
+    return sent, unreadable
+
+
+def _takes_deliveries(subscriber_id: int) -> bool:
+    """Whether this worker's cache says the subscriber takes deliveries (enabled, circuit closed)."""
+    current = directory.snapshot(older_than=TEND_SECONDS).by_id.get(subscriber_id)
+    return current is not None and current.enabled and not current.circuit.open
 
 
 def _probe_due(state: SubscriberState, now: datetime) -> bool:
@@ -126,9 +146,9 @@ def wake_probe(state: SubscriberState) -> int:
     """Send the oldest parked delivery of a subscriber whose circuit's cool-down is over, as its
     probe (claimed for it first: one worker sends it)."""
     oldest = deliveries.oldest_parked(state.id)
-    if oldest is None or not circuit.claim_probe(state.id, oldest, PROBE_CLAIM_SECONDS):
+    if oldest is None or oldest in _unreadable or not circuit.claim_probe(state.id, oldest, PROBE_CLAIM_SECONDS):
         return 0
-    sent = deliveries.send_parked(state.id, send_again, limit=1, only=oldest)
+    sent, _ = deliveries.send_parked(state.id, send_again, limit=1, only=oldest)
     if sent:
         log.info("held delivery %s to %s sent again as its circuit's probe", oldest, state.name)
     return sent

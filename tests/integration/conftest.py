@@ -237,3 +237,21 @@ def own_worker(database: str, moto: object, logs: Any) -> Iterator[Callable[...,
     yield start
     for worker in started:
         worker.stop()
+
+
+def open_circuit(subscriber_id: int, seconds: int) -> None:
+    """Open a subscriber's circuit for ``seconds``, in the database, as a worker would."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from records import database
+    from records.models import Subscriber
+    from webhooks.clock import utcnow
+
+    with database.platform() as session:
+        session.execute(
+            update(Subscriber)
+            .where(Subscriber.id == subscriber_id)
+            .values(circuit_open_until=utcnow() + timedelta(seconds=seconds), circuit_cooldown=seconds)
+        )

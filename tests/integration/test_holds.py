@@ -7,32 +7,17 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import timedelta
 from functools import partial
 from typing import Any
-
-from sqlalchemy import update
 
 from local.leads import a_lead
 from local.recorder import Receiver
 from local.services import wait_for
 from producer import subscribers
-from records import database, deliveries
-from records.models import Subscriber
+from records import deliveries
 from tasks.message import DeliveryMessage
-from tests.integration.conftest import Subscription, attempts, message_to, subscriber_at
+from tests.integration.conftest import attempts, message_to, open_circuit, subscriber_at
 from tests.integration.test_isolation import dispatch_to, events, succeeded
-from webhooks.clock import utcnow
-
-
-def open_circuit(subscription: Subscription, seconds: int) -> None:
-    """Open the subscriber's circuit for ``seconds``, in the database, as a worker would."""
-    with database.platform() as session:
-        session.execute(
-            update(Subscriber)
-            .where(Subscriber.id == subscription.id)
-            .values(circuit_open_until=utcnow() + timedelta(seconds=seconds), circuit_cooldown=seconds)
-        )
 
 
 def held_records(delivery_id: str) -> list[dict[str, Any]]:
@@ -57,7 +42,7 @@ def test_deliveries_held_by_an_open_circuit_wait_in_the_database_and_the_oldest_
     queue, worker = own_worker()
     path = f"/ok/{time.monotonic_ns()}-held"
     subscription = subscriber_at(receiver.url(path))
-    open_circuit(subscription, 8)
+    open_circuit(subscription.id, 8)
     sent = dispatch_to(queue, [a_lead(subscription.shop) for _ in range(3)])
 
     for delivery_id in sent:
@@ -90,7 +75,7 @@ def test_a_failed_probe_opens_the_circuit_again_for_twice_as_long_and_the_others
     queue, _ = own_worker(WEBHOOK_RETRY_SCHEDULE="1h")
     path = f"/fail/{time.monotonic_ns()}-probe"
     subscription = subscriber_at(receiver.url(path))
-    open_circuit(subscription, 2)
+    open_circuit(subscription.id, 2)
     sent = dispatch_to(queue, [a_lead(subscription.shop) for _ in range(3)])
     for delivery_id in sent:
         wait_for(partial(held_records, delivery_id), 30, "every delivery held")
