@@ -42,7 +42,8 @@ QUIET_SECONDS = 3.0
 
 
 def configure_environment(moto_port: int, spool: Path) -> None:
-    """Production defaults, except where the services live (loopback) and the allowed networks."""
+    """Production defaults, except where the services live (loopback), the allowed networks, and
+    task events (off)."""
     for name in list(os.environ):
         if name.startswith(("SQS_", "WEBHOOK_", "AUDIT_", "WORKER_", "BROKER_", "DATABASE_", "AWS_", "BENCH_")):
             del os.environ[name]
@@ -54,6 +55,10 @@ def configure_environment(moto_port: int, spool: Path) -> None:
             "SQS_QUEUE": f"bench-{RUN}-count",
             "SQS_REGION": "us-east-1",  # moto's; without it no region is known and nothing starts
             "WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8",
+            # task events (Flower) off: their SNS publishes, three per task, are priced apart
+            # (local.count_requests, docs/operating.md "What it costs"), and on moto they make every
+            # measure here noisier than the differences it looks for
+            "WORKER_EVENTS": "0",
             "AUDIT_SPOOL_DIR": str(spool),
             "LOG_LEVEL": "INFO",
             "AWS_ACCESS_KEY_ID": "bench",

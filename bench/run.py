@@ -6,7 +6,8 @@
 Everything runs here, on loopback: moto's server (SQS, with its request recorder), a MariaDB
 database at 127.0.0.1:3306 (created and dropped), loopback receivers (local/recorder.py)
 and the Procfile's worker command (for the no-op baseline, the same command on ``bench.noop``),
-on the production defaults of every setting but WEBHOOK_ALLOWED_NETWORKS (loopback receivers).
+on the production defaults of every setting but WEBHOOK_ALLOWED_NETWORKS (loopback receivers)
+and WORKER_EVENTS (off: task events are priced apart, by local.count_requests).
 Every number comes from the same run:
 
 1. rounds (``--rounds``, 3): in each, a raw POST loop (a plain ``requests.Session`` to the

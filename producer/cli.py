@@ -300,8 +300,15 @@ def disable(name: str) -> None:
 def enable(name: str) -> None:
     """Resume deliveries to NAME and send the deliveries held while it was disabled."""
     settings.check(need_key=True)
-    sent, unreadable = lifecycle.enable(name)
-    click.echo(f"{name} enabled; {sent} held deliveries sent again")
+    done = lifecycle.enable(name)
+    if done.circuit_open_until is not None:
+        click.echo(
+            f"{name} enabled; its circuit is open until {done.circuit_open_until.isoformat(timespec='seconds')}+00:00: "
+            f"its {done.held} held deliveries are sent again by the workers once a probe closes it"
+        )
+        return
+    unreadable = done.unreadable
+    click.echo(f"{name} enabled; {done.sent} held deliveries sent again")
     if unreadable:
         click.echo(
             f"{len(unreadable)} held deliveries stay held: their parked message was sealed under a key no longer in "

@@ -182,7 +182,7 @@ def circuit(subscriber: Subscriber, now: datetime) -> tuple[str, datetime | None
         return "probe under way", subscriber.circuit_probe_until
     if subscriber.circuit_open_until > now:
         return "open", subscriber.circuit_open_until
-    return "probe due", None  # the cool-down is over: the next delivery probes
+    return "probe due", None  # the cool-down is over: the next delivery, or the oldest held one, probes
 
 
 def windows(connection: Connection, name: str, now: datetime) -> tuple[Window, Window]:

@@ -128,7 +128,7 @@ def pending(subscriber_id: int | None = None, limit: int = 100) -> list[Pending]
         if record is not None and Status(record.status).final:
             continue
         if row.held_message is not None:  # parked: its subscriber disabled, or its circuit open (tasks.holds)
-            by_circuit = "circuit" in (row.held_reason or "")
+            by_circuit = (row.held_reason or "").startswith("held: its circuit")  # tasks.delivery.hold
             when = "once a probe closes its circuit" if by_circuit else "on webhooks enable"
             state, retry, reason = "held", record.retry if record else 0, row.held_reason
         elif record is None:

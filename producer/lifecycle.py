@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 
 from kombu.exceptions import OperationalError as BrokerError
 
@@ -25,24 +26,41 @@ from webhooks.errors import InvalidInput, WebhookError
 from webhooks.status import Status
 
 
-def enable(name: str) -> tuple[int, list[str]]:
-    """Enable NAME and send its held deliveries again; return how many were sent, and the ids
-    of those left held because their parked message no longer opens (sealed under a key no
-    longer configured: put that key back, second, and enable again).
+@dataclass(frozen=True)
+class Enabled:
+    """What ``enable`` did with the subscriber's held deliveries."""
+
+    sent: int  # sent again
+    unreadable: list[str]  # left held: their parked message no longer opens
+    circuit_open_until: datetime | None = None  # not sent: its circuit is open (the workers send them once it closes)
+    held: int = 0  # how many stay held for its circuit
+
+
+def enable(name: str) -> Enabled:
+    """Enable NAME and send its held deliveries again (those left held because their parked
+    message no longer opens, sealed under a key no longer configured, are named: put that key
+    back, second, and enable again). While its circuit is open they stay held: the workers
+    send them once a probe closes it (tasks.holds).
 
     The time a delivery was held does not count against its retry schedule: its first
     failure moves forward by that much, so it keeps every retry it had left. If SQS fails
-    meanwhile, those not sent yet stay held, and the workers send them (tasks.holds).
+    meanwhile, those not sent yet stay held, and the workers send them.
     """
     subscriber = subscribers.set_enabled(name, True)
+    if subscriber.circuit_open_until is not None:
+        held = len(deliveries.held(subscriber.id))
+        return Enabled(0, [], subscriber.circuit_open_until, held)
     try:
-        return holds.release(subscriber.id, subscriber.name)
+        sent, unreadable = holds.release(
+            subscriber.id, subscriber.name, partial(deliveries.takes_deliveries, subscriber.id)
+        )
     except BrokerError as error:
         raise WebhookError(
             f"{name} enabled, but SQS failed while its held deliveries were sent again "
             f"({str(error).splitlines()[0][:300] if str(error) else type(error).__name__}): "
             "those not sent stay held, and the workers send them once SQS answers"
         ) from error
+    return Enabled(sent, unreadable)
 
 
 def disable(name: str) -> None:

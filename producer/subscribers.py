@@ -108,10 +108,16 @@ def delete(name: str) -> tuple[int, list[dict[str, Any]]]:
     with database.platform() as session:
         subscriber = _named(session, name)
         subscriber_id = subscriber.id
+        # locked first: a worker parking one of its deliveries (under a shared lock on this row,
+        # records.deliveries.park) has committed before the parked messages are read, and none
+        # parks after; read as they are now (a locking read), not as this transaction began
+        session.execute(select(Subscriber.id).where(Subscriber.id == subscriber_id).with_for_update())
         parked = [
             dict(row.held_message)
             for row in session.scalars(
-                select(Delivery).where(Delivery.subscriber_id == subscriber_id, Delivery.held_message.is_not(None))
+                select(Delivery)
+                .where(Delivery.subscriber_id == subscriber_id, Delivery.held_message.is_not(None))
+                .with_for_update()
             )
             if row.held_message
         ]
@@ -125,6 +131,7 @@ def delete(name: str) -> tuple[int, list[dict[str, Any]]]:
                 held_message=None,
                 held_at=None,
                 held_reason=None,
+                held_queue=None,
             )
         )
         session.delete(subscriber)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, tuple_
+from sqlalchemy import func, insert, select, tuple_, update
 
 from records import database
 from records.models import Delivery, Subscriber
@@ -90,58 +90,100 @@ def end(delivery_id: str, status: Status, reason: str, new: New | None = None) -
             return None
         parked = row.held_message
         row.ended_at, row.ended_status, row.ended_reason = utcnow(), str(status), reason
-        row.held_message = row.held_at = row.held_reason = None
+        row.held_message = row.held_at = row.held_reason = row.held_queue = None
         return parked
 
 
-def park(message: Mapping[str, Any], delivery: New, reason: str, *, while_circuit_open: bool = False) -> bool:
-    """Keep a held delivery's (sealed) message until its subscriber is enabled again, or, with
-    ``while_circuit_open``, until its circuit closes (tasks.holds sends it again then).
+@dataclass(frozen=True)
+class Parking:
+    """What ``park`` did: parked the message, or not because what held it is gone (``free``), or
+    because an operator ended the delivery meanwhile (``ended``: its status and reason)."""
 
-    Done under a lock on the subscriber's row, after reading it: False (nothing parked) when
-    what holds it is gone by now (enabled, its circuit closed). A message parked just before
-    that is sent again by ``webhooks enable`` or by the workers' next look (tasks.holds).
-    A delivery without a row (a message built by hand) gets one.
+    parked: bool
+    ended: tuple[str, str] | None = None
+
+    @property
+    def free(self) -> bool:
+        return not self.parked and self.ended is None
+
+
+def park(
+    message: Mapping[str, Any], delivery: New, reason: str, queue: str, *, while_circuit_open: bool = False
+) -> Parking:
+    """Keep a held delivery's (sealed) message, from ``queue``, until its subscriber is enabled
+    again, or, with ``while_circuit_open``, until its circuit closes (the workers serving
+    ``queue`` send it again then: tasks.holds).
+
+    The subscriber's row is read under a shared lock (parks of one subscriber do not wait for
+    each other; ``webhooks delete``, which locks it to delete it, waits for them and then
+    finds every message parked): not parked (``free``) when what holds it is gone by now
+    (enabled, its circuit closed, deleted). One parked just before the subscriber was enabled
+    or its circuit closed is sent again by the workers' next look (tasks.holds). A delivery an
+    operator ended meanwhile is not parked (``ended``). A delivery without a row (a message
+    built by hand) gets one.
     """
     with database.platform() as session:
         found = session.execute(
             select(Subscriber.enabled, Subscriber.circuit_open_until)
             .where(Subscriber.id == delivery.subscriber_id)
-            .with_for_update()
+            .with_for_update(read=True)
         ).one_or_none()
         if found is None:
-            return False
+            return Parking(False)
         enabled, open_until = found
         if enabled and not (while_circuit_open and open_until is not None):
-            return False
-        row = session.get(Delivery, delivery.delivery_id)
-        if row is None:
-            row = Delivery(**vars(delivery), dispatched_at=utcnow())
-            session.add(row)
-        row.held_message, row.held_at, row.held_reason = dict(message), utcnow(), reason
-        return True
+            return Parking(False)
+        held = {"held_message": dict(message), "held_at": utcnow(), "held_reason": reason, "held_queue": queue}
+        # one statement in the common case (its row is there, not ended): no ORM object built
+        done = session.execute(
+            update(Delivery)
+            .where(Delivery.delivery_id == delivery.delivery_id, Delivery.ended_at.is_(None))
+            .values(**held)
+        )
+        if done.rowcount == 1:  # type: ignore[attr-defined]
+            return Parking(True)
+        ended = session.execute(
+            select(Delivery.ended_status, Delivery.ended_reason).where(Delivery.delivery_id == delivery.delivery_id)
+        ).one_or_none()
+        if ended is not None:
+            return Parking(False, (ended.ended_status or str(Status.CANCELLED), ended.ended_reason or ""))
+        session.execute(insert(Delivery).values(**vars(delivery), dispatched_at=utcnow(), **held))
+        return Parking(True)
 
 
-def parked_counts() -> dict[int, int]:
-    """Subscriber id -> how many of its deliveries are parked (one statement, on the ``held_at``
-    index: it reads the parked rows only)."""
+def parked_counts(queue: str) -> dict[int, int]:
+    """Subscriber id -> how many of its deliveries from ``queue`` are parked (one statement,
+    answered from the index on (``held_queue``, ``subscriber_id``, ``held_at``) alone: the
+    parked entries of that queue only, however many rows the table has)."""
     query = (
         select(Delivery.subscriber_id, func.count())
-        .where(Delivery.held_at.is_not(None))
+        .where(Delivery.held_queue == queue)
         .group_by(Delivery.subscriber_id)
     )
     with database.platform() as session:
         return {int(subscriber_id): int(count) for subscriber_id, count in session.execute(query) if subscriber_id}
 
 
-def oldest_parked(subscriber_id: int) -> str | None:
-    """The id of the subscriber's delivery parked the longest, if any."""
+def takes_deliveries(subscriber_id: int) -> bool:
+    """Whether the subscriber exists, is enabled and its circuit closed, as the database says now."""
+    with database.platform() as session:
+        found = session.execute(
+            select(Subscriber.enabled, Subscriber.circuit_open_until).where(Subscriber.id == subscriber_id)
+        ).one_or_none()
+    return found is not None and bool(found.enabled) and found.circuit_open_until is None
+
+
+def oldest_parked(subscriber_id: int, queue: str, skip: Collection[str] = ()) -> str | None:
+    """The id of the subscriber's delivery from ``queue`` parked the longest, but for those of
+    ``skip``, if any."""
     query = (
         select(Delivery.delivery_id)
-        .where(Delivery.held_at.is_not(None), Delivery.subscriber_id == subscriber_id)
+        .where(Delivery.held_queue == queue, Delivery.subscriber_id == subscriber_id)
         .order_by(Delivery.held_at, Delivery.delivery_id)
         .limit(1)
     )
+    if skip:
+        query = query.where(Delivery.delivery_id.not_in(list(skip)))
     with database.platform() as session:
         found: str | None = session.execute(query).scalar()
         return found
@@ -154,9 +196,11 @@ def send_parked(
     limit: int,
     only: str | None = None,
     skip: Collection[str] = (),
+    queue: str | None = None,
 ) -> tuple[int, list[str]]:
     """Send again up to ``limit`` of the subscriber's parked messages, oldest first (only the
-    delivery ``only``, when given; none of ``skip``): ``send(message, held_at)`` publishes one,
+    delivery ``only``, when given; none of ``skip``; only those from ``queue``, when given):
+    ``send(message, held_at)`` publishes one,
     or says False (it cannot be read: it stays parked). Returns how many were sent, and the
     ids of those that stay parked because they cannot be read; each one sent is no longer
     parked.
@@ -166,15 +210,17 @@ def send_parked(
     in the same transaction: two workers (or a worker and ``webhooks enable``) never send one
     message twice; one killed before the commit leaves them all parked, and the next look
     sends them again (a copy of those already published may then be delivered twice, with
-    the same ``webhook-id``). An error from ``send`` stops it: the messages sent before it are
-    no longer parked, the others stay, and the error is raised.
+    the same ``webhook-id``). An error from ``send`` (or an interrupt) stops it: the messages
+    sent before it are no longer parked, the others stay, and the error is raised.
     """
     query = select(Delivery.delivery_id).where(Delivery.held_at.is_not(None), Delivery.subscriber_id == subscriber_id)
     if only is not None:
         query = query.where(Delivery.delivery_id == only)
+    if queue is not None:
+        query = query.where(Delivery.held_queue == queue)
     if skip:
         query = query.where(Delivery.delivery_id.not_in(list(skip)))
-    failure: Exception | None = None
+    failure: BaseException | None = None
     sent, unreadable = 0, []
     with database.platform() as session:
         ids = list(session.scalars(query.order_by(Delivery.held_at, Delivery.delivery_id).limit(limit)))
@@ -192,10 +238,10 @@ def send_parked(
                 if not send(dict(row.held_message or {}), row.held_at or utcnow()):
                     unreadable.append(row.delivery_id)
                     continue
-            except Exception as error:  # the broker: what was sent is no longer parked, the rest stays
+            except BaseException as error:  # the broker, an interrupt: what was sent is no longer parked
                 failure = error
                 break
-            row.held_message = row.held_at = row.held_reason = None
+            row.held_message = row.held_at = row.held_reason = row.held_queue = None
             sent += 1
     if failure is not None:
         raise failure

@@ -95,6 +95,8 @@ class Delivery(Base):
     held_message: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True), nullable=True)
     held_at: Mapped[datetime | None] = mapped_column(Moment, nullable=True, index=True)
     held_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # the queue it was parked from: the workers serving that queue send it again there (tasks.holds)
+    held_queue: Mapped[str | None] = mapped_column(String(80), nullable=True)
 
 
 class SubscriberEvent(Base):

@@ -12,11 +12,13 @@ per load). No statement is added to a delivery while circuits are closed.
   conditional UPDATE: one worker wins, records and tells).
 - **Open.** Its deliveries are not POSTed and hold no thread: they are parked in the platform
   database (tasks.holds), recorded ``held``, and take no place in SQS.
-- **Probe.** After the cool-down one delivery claims the probe (a conditional UPDATE): the first
-  to arrive, or the oldest parked one, which a worker sends again for it when none arrives
-  (tasks.holds). It is attempted: a success closes the circuit, a failure opens it again for
-  twice the cool-down, at most ``WEBHOOK_CIRCUIT_COOLDOWN_MAX``. The deliveries arriving
-  meanwhile are parked too; once the circuit is closed, the workers send the parked ones again.
+- **Probe.** After the cool-down the first delivery to arrive claims the probe (a conditional
+  UPDATE); when none arrives, a worker sends the oldest parked one again for it (tasks.holds;
+  that send never keeps an arriving delivery from the probe). It is attempted: a success
+  closes the circuit, a failure opens it again for twice the cool-down, at most
+  ``WEBHOOK_CIRCUIT_COOLDOWN_MAX`` (so does a trip less than ``WEBHOOK_CIRCUIT_WINDOW`` after
+  a closing). The deliveries arriving while it is under way are parked too; once the circuit
+  is closed, the workers send the parked ones again.
 
 Opening and closing are recorded (``subscriber_events``), logged, and told to the operators
 (tasks.operations).
@@ -103,15 +105,31 @@ def _since_closing(connection: Connection, name: str, closed_at: datetime) -> Ou
     return Outcomes(int(attempts), int(failures or 0))
 
 
-def open_if_closed(subscriber_id: int, name: str, outcomes: Outcomes) -> datetime | None:
-    """Open the circuit unless another worker did; the time it opens until, if this one did."""
+def open_if_closed(subscriber_id: int, name: str, outcomes: Outcomes) -> tuple[datetime, int] | None:
+    """Open the circuit unless another worker did; the time it opens until and its cool-down,
+    if this one did. The cool-down is ``WEBHOOK_CIRCUIT_COOLDOWN``, or, for a circuit that
+    closed less than ``WEBHOOK_CIRCUIT_WINDOW`` ago, twice the last one (at most
+    ``WEBHOOK_CIRCUIT_COOLDOWN_MAX``): a subscriber that answers its probe and fails again at
+    once does not get its deliveries sent again every minute."""
     now = utcnow()
-    cooldown = settings.WEBHOOK_CIRCUIT_COOLDOWN
-    until = now + timedelta(seconds=cooldown)
     with database.platform() as session:
-        done = session.execute(
+        found = session.execute(
+            select(_subscribers.c.circuit_open_until, _subscribers.c.circuit_cooldown, _subscribers.c.circuit_closed_at)
+            .where(_subscribers.c.id == subscriber_id)
+            .with_for_update()
+        ).one_or_none()
+        if found is None or found.circuit_open_until is not None:
+            return None
+        cooldown = settings.WEBHOOK_CIRCUIT_COOLDOWN
+        recently = found.circuit_closed_at is not None and (now - found.circuit_closed_at).total_seconds() < (
+            settings.WEBHOOK_CIRCUIT_WINDOW
+        )
+        if recently and found.circuit_cooldown:
+            cooldown = min(2 * int(found.circuit_cooldown), settings.WEBHOOK_CIRCUIT_COOLDOWN_MAX)
+        until = now + timedelta(seconds=cooldown)
+        session.execute(
             update(_subscribers)
-            .where(_subscribers.c.id == subscriber_id, _subscribers.c.circuit_open_until.is_(None))
+            .where(_subscribers.c.id == subscriber_id)
             .values(
                 circuit_open_until=until,
                 circuit_cooldown=cooldown,
@@ -119,25 +137,27 @@ def open_if_closed(subscriber_id: int, name: str, outcomes: Outcomes) -> datetim
                 circuit_probe_delivery=None,
             )
         )
-        if done.rowcount != 1:  # type: ignore[attr-defined]
-            return None
         detail = (
             f"{outcomes.failures} of {outcomes.attempts} attempts failed in the last "
-            f"{settings.WEBHOOK_CIRCUIT_WINDOW} s; deliveries wait until {until.isoformat()}+00:00"
+            f"{settings.WEBHOOK_CIRCUIT_WINDOW} s; deliveries wait until {until.isoformat()}+00:00 ({cooldown} s"
+            + (
+                ", twice the last: it closed less than the window ago)"
+                if cooldown != settings.WEBHOOK_CIRCUIT_COOLDOWN and recently
+                else ")"
+            )
         )
         _event(session.connection(), subscriber_id, name, "subscriber.circuit_opened", detail, now)
     _tell("subscriber.circuit_opened", name, detail)
-    return until
+    return until, cooldown
 
 
-def claim_probe(subscriber_id: int, delivery_id: str, seconds: float | None = None) -> bool:
-    """True for the one delivery that may be the probe of an open circuit whose cool-down ended:
-    the first to claim it, or the one a worker sent again from the parked ones as its probe
-    (tasks.holds, which claims it for ``seconds`` before sending it: its message claims it
-    again when it arrives). A claim lasts ``seconds`` (default: an attempt's timeout, twice,
-    and 5 s); a probe that never answers (its worker killed) is claimed again after it."""
+def claim_probe(subscriber_id: int) -> bool:
+    """True for the one delivery arriving that may be the probe of an open circuit whose
+    cool-down ended: unless an attempt is under way (claimed less than 2 x WEBHOOK_TIMEOUT + 5 s
+    ago: a probe that never answers, its worker killed, is claimed again after it). A parked
+    delivery sent for the probe (``claim_parked_probe``) does not keep an arrival from it: the
+    first delivery to arrive probes, whichever it is."""
     now = utcnow()
-    lasting = settings.WEBHOOK_TIMEOUT * 2 + 5 if seconds is None else seconds
     with database.platform() as session:
         done = session.execute(
             update(_subscribers)
@@ -148,12 +168,45 @@ def claim_probe(subscriber_id: int, delivery_id: str, seconds: float | None = No
                 or_(
                     _subscribers.c.circuit_probe_until.is_(None),
                     _subscribers.c.circuit_probe_until < now,
-                    _subscribers.c.circuit_probe_delivery == delivery_id,
+                    _subscribers.c.circuit_probe_delivery.is_not(None),
                 ),
             )
-            .values(circuit_probe_until=now + timedelta(seconds=lasting), circuit_probe_delivery=delivery_id[:64])
+            .values(
+                circuit_probe_until=now + timedelta(seconds=settings.WEBHOOK_TIMEOUT * 2 + 5),
+                circuit_probe_delivery=None,
+            )
         )
         return bool(done.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def claim_parked_probe(subscriber_id: int, delivery_id: str, seconds: float) -> bool:
+    """True for the one worker that may send the parked ``delivery_id`` again for the probe of an
+    open circuit whose cool-down ended, when no delivery arrived to be it (tasks.holds): no
+    attempt or such a send under way. The claim lasts ``seconds`` (its message on its way);
+    the first delivery to arrive takes it over (``claim_probe``)."""
+    now = utcnow()
+    with database.platform() as session:
+        done = session.execute(
+            update(_subscribers)
+            .where(
+                _subscribers.c.id == subscriber_id,
+                _subscribers.c.circuit_open_until.is_not(None),
+                _subscribers.c.circuit_open_until <= now,
+                or_(_subscribers.c.circuit_probe_until.is_(None), _subscribers.c.circuit_probe_until < now),
+            )
+            .values(circuit_probe_until=now + timedelta(seconds=seconds), circuit_probe_delivery=delivery_id[:64])
+        )
+        return bool(done.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def unclaim_parked_probe(subscriber_id: int, delivery_id: str) -> None:
+    """Give up the claim of ``claim_parked_probe`` (nothing was sent): the next look tries again."""
+    with database.platform() as session:
+        session.execute(
+            update(_subscribers)
+            .where(_subscribers.c.id == subscriber_id, _subscribers.c.circuit_probe_delivery == delivery_id[:64])
+            .values(circuit_probe_until=None, circuit_probe_delivery=None)
+        )
 
 
 def probed(subscriber_id: int, name: str, succeeded: bool, cooldown: int | None, error: str | None) -> None:
@@ -165,8 +218,7 @@ def probed(subscriber_id: int, name: str, succeeded: bool, cooldown: int | None,
                 update(_subscribers)
                 .where(_subscribers.c.id == subscriber_id)
                 .values(
-                    circuit_open_until=None,
-                    circuit_cooldown=None,
+                    circuit_open_until=None,  # its cool-down stays: a re-opening within the window doubles it
                     circuit_probe_until=None,
                     circuit_probe_delivery=None,
                     circuit_closed_at=now,

@@ -31,11 +31,14 @@ again its first failure moves forward by the time held, so it keeps every retry 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+
+from sqlalchemy.exc import SQLAlchemyError
 
 import settings
 from records import deliveries
@@ -183,10 +186,12 @@ def process(message: object, arrival: Arrival, now: Callable[[], datetime] = utc
     if subscriber.circuit.open:
         assert subscriber.circuit.open_until is not None
         if arrived < subscriber.circuit.open_until:
-            return hold(delivery, subscriber, f"its circuit is open until {_iso(subscriber.circuit.open_until)}")
-        probe = circuit.claim_probe(subscriber.id, delivery.delivery_id)
+            until = subscriber.circuit.open_until
+            return hold(delivery, subscriber, f"its circuit is open until {_iso(until)}", until, arrived)
+        probe = circuit.claim_probe(subscriber.id)
         if not probe:  # another delivery probes: this one waits for its answer
-            return hold(delivery, subscriber, "its circuit's probe is under way")
+            answer = arrived + timedelta(seconds=settings.WEBHOOK_TIMEOUT + 1)
+            return hold(delivery, subscriber, "its circuit's probe is under way", answer, arrived)
 
     with limits.slot(subscriber.id) as taken:
         if not taken:
@@ -373,21 +378,47 @@ def signing_secrets(subscriber: SubscriberState, now: datetime) -> list[str]:
     return secrets
 
 
-def hold(delivery: DeliveryMessage, subscriber: SubscriberState, why: str | None = None) -> Again | None:
+def hold(
+    delivery: DeliveryMessage,
+    subscriber: SubscriberState,
+    why: str | None = None,
+    until: datetime | None = None,
+    now: datetime | None = None,
+) -> Again | None:
     """Park the delivery of a disabled subscriber (``why`` None) until ``webhooks enable``, or one
-    whose circuit is open (``why`` says how) until it closes (tasks.holds); record it held.
-    When what held it is gone meanwhile, it comes back in a second instead."""
+    whose circuit is open (``why`` says how, ``until`` when it is looked at again) until it
+    closes (tasks.holds); record it held. When what held it is gone meanwhile, it comes back in
+    a second instead; when an operator ended it meanwhile, its end is recorded. When the
+    platform database cannot be written, it goes back to SQS (until then, or for SQS_MAX_DELAY),
+    as a hold did before deliveries were parked: a database outage abandons nothing."""
     if why is None:
         reason = f"held: its subscriber is disabled ({subscriber.disabled_reason or 'webhooks disable'})"
         then = f"sent again by `webhooks enable {subscriber.name}`"
     else:
         reason = f"held: {why}"
         then = "sent again once a probe succeeds (it closes the circuit)"
-    if not holds.park(delivery, subscriber, reason, circuit_open=why is not None):
+    moment = now or utcnow()
+    try:
+        done = holds.park(delivery, subscriber, reason, circuit_open=why is not None)
+    except SQLAlchemyError as error:
+        log.warning("delivery %s could not be parked (%s): held in SQS instead", delivery.delivery_id, _short(error))
+        wait = settings.SQS_MAX_DELAY if until is None else math.ceil((until - moment).total_seconds())
+        return held_back(
+            delivery, f"{why or 'its subscriber is disabled'} (the database could not park it)", wait, moment
+        )
+    if done.ended is not None:
+        status, ended_reason = done.ended
+        end(delivery, Status(status), f"{status} ({ended_reason}): its message was removed from the queue")
+        return None
+    if not done.parked:
         gone = "its subscriber was enabled" if why is None else "its circuit closed"
         return Again(delivery.sealed(), 1, f"{gone} meanwhile: tried again in 1 s")
-    audit.record(_attempt(delivery, Status.HELD, f"{reason}; {then}", utcnow()))
+    audit.record(_attempt(delivery, Status.HELD, f"{reason}; {then}", moment))
     return None
+
+
+def _short(error: BaseException) -> str:
+    return printable(str(error), one_line=True)[:200]
 
 
 def end(delivery: DeliveryMessage, status: Status, reason: str) -> None:

@@ -142,11 +142,10 @@ def trip_circuits(states: list[SubscriberState]) -> list[SubscriberState]:
     for state in states:
         seen = outcomes.get(state.name)
         if state.name in closed and seen is not None and seen.trip():
-            until = circuit.open_if_closed(state.id, state.name, seen)
-            if until is not None:
-                state = replace(
-                    state, circuit=Circuit(until, settings.WEBHOOK_CIRCUIT_COOLDOWN, state.circuit.closed_at)
-                )
+            opened = circuit.open_if_closed(state.id, state.name, seen)
+            if opened is not None:
+                until, cooldown = opened
+                state = replace(state, circuit=Circuit(until, cooldown, state.circuit.closed_at))
         judged.append(state)
     return judged
 

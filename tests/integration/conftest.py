@@ -255,3 +255,10 @@ def open_circuit(subscriber_id: int, seconds: int) -> None:
             .where(Subscriber.id == subscriber_id)
             .values(circuit_open_until=utcnow() + timedelta(seconds=seconds), circuit_cooldown=seconds)
         )
+
+
+def dispatch_to(queue: str, leads: list[dict[str, Any]], **env: str) -> list[str]:
+    """``webhooks dispatch`` of ``leads`` to ``queue``; the ids of the deliveries enqueued."""
+    done = run_cli("dispatch", input=json.dumps(leads), env={"SQS_QUEUE": queue, **env})
+    assert done.returncode == 0, done.stderr
+    return re.findall(r"enqueued delivery ([0-9a-f-]{36})", done.stdout)

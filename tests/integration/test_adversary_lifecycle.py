@@ -40,7 +40,8 @@ def test_held_deliveries_are_sent_on_enable_after_a_key_rotation_done_as_documen
     row = deliveries.New(
         content["delivery_id"], content["delivery_id"], content["lead"]["id"], subscription.id, subscription.name
     )
-    assert deliveries.park(parked, row, "held: its subscriber is disabled (webhooks disable)")
+    # (parked from a queue no worker serves: only `webhooks enable` sends it again)
+    assert deliveries.park(parked, row, "held: its subscriber is disabled (webhooks disable)", "unserved").parked
 
     # the rotation: NEW,OLD everywhere, reencrypt-secrets, then OLD dropped
     monkeypatch.setattr(settings, "ENCRYPTION_KEYS", (settings.ENCRYPTION_KEYS[0], OLD_KEY))

@@ -19,8 +19,7 @@ from records import database
 from records.models import DeliveryAttempt
 from tasks import deliver_webhook
 from tasks.application import notify_operators
-from tests.integration.conftest import attempts
-from tests.integration.test_isolation import dispatch_to
+from tests.integration.conftest import attempts, dispatch_to
 
 
 @pytest.fixture

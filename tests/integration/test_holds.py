@@ -16,8 +16,9 @@ from local.services import wait_for
 from producer import subscribers
 from records import deliveries
 from tasks.message import DeliveryMessage
-from tests.integration.conftest import attempts, message_to, open_circuit, subscriber_at
-from tests.integration.test_isolation import dispatch_to, events, succeeded
+from tests.integration.conftest import attempts, dispatch_to, message_to, open_circuit, subscriber_at
+from tests.integration.test_isolation import events, succeeded
+from webhooks.clock import utcnow
 
 
 def held_records(delivery_id: str) -> list[dict[str, Any]]:
@@ -66,7 +67,7 @@ def test_deliveries_held_by_an_open_circuit_wait_in_the_database_and_the_oldest_
     assert first is not None and posts[0].headers["webhook-id"] == first.webhook_id
     assert [kind for kind, _ in events(subscription.name)][-1] == "subscriber.circuit_closed"
     assert deliveries.held(subscription.id) == []
-    assert "sent again as its circuit's probe" in worker.output()
+    assert "sent again for its circuit's probe" in worker.output()
 
 
 def test_a_failed_probe_opens_the_circuit_again_for_twice_as_long_and_the_others_stay_held(
@@ -100,7 +101,9 @@ def test_two_workers_sending_the_parked_deliveries_again_at_once_send_each_one_o
     for _ in range(20):
         message = message_to(subscription)
         delivery = DeliveryMessage.read(message)
-        assert deliveries.park(message, delivery.row(subscription.id), "held: its subscriber is disabled")
+        assert deliveries.park(
+            message, delivery.row(subscription.id), "held: its subscriber is disabled", "unserved"
+        ).parked
         parked.append(delivery.delivery_id)
 
     sent: list[str] = []
@@ -122,3 +125,50 @@ def test_two_workers_sending_the_parked_deliveries_again_at_once_send_each_one_o
         each.join(30)
     assert sorted(sent) == sorted(parked)  # every one, once
     assert deliveries.held(subscription.id) == []
+
+
+def test_enabling_a_subscriber_whose_circuit_is_open_leaves_its_held_deliveries_to_the_circuit(
+    database: str, cli: Any
+) -> None:
+    subscription = subscriber_at("http://127.0.0.1:9/never")
+    open_circuit(subscription.id, 3600)
+    message = message_to(subscription)
+    delivery = DeliveryMessage.read(message)
+    reason = "held: its circuit is open until later"
+    assert deliveries.park(message, delivery.row(subscription.id), reason, "unserved", while_circuit_open=True).parked
+
+    done = cli("enable", subscription.name)
+
+    assert done.exit_code == 0, done.output
+    assert "its circuit is open until" in done.output and "its 1 held deliveries are sent again" in done.output
+    assert [row.delivery_id for row in deliveries.held(subscription.id)] == [delivery.delivery_id]
+
+
+def test_a_delivery_an_operator_ended_is_not_parked(database: str, cli: Any) -> None:
+    subscription = subscriber_at("http://127.0.0.1:9/never")
+    subscribers.set_enabled(subscription.name, False)
+    message = message_to(subscription)
+    delivery = DeliveryMessage.read(message)
+    deliveries.add([delivery.row(subscription.id)], utcnow())
+    assert cli("cancel", delivery.delivery_id).exit_code == 0
+
+    done = deliveries.park(message, delivery.row(subscription.id), "held: its subscriber is disabled", "unserved")
+
+    assert not done.parked and done.ended is not None and done.ended[0] == "cancelled"
+    assert deliveries.held(subscription.id) == []
+
+
+def test_a_circuit_that_opens_again_soon_after_closing_waits_twice_as_long(database: str) -> None:
+    import settings
+    from tasks import circuit
+
+    subscription = subscriber_at("http://127.0.0.1:9/never")
+    failing = circuit.Outcomes(attempts=10, failures=10)
+    first = circuit.open_if_closed(subscription.id, subscription.name, failing)
+    assert first is not None and first[1] == settings.WEBHOOK_CIRCUIT_COOLDOWN
+    circuit.probed(subscription.id, subscription.name, True, first[1], None)  # closes it
+
+    again = circuit.open_if_closed(subscription.id, subscription.name, failing)
+
+    assert again is not None and again[1] == min(2 * first[1], settings.WEBHOOK_CIRCUIT_COOLDOWN_MAX)
+    assert "twice the last" in events(subscription.name)[-1][1]

@@ -14,7 +14,6 @@ import time
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from functools import partial
-from typing import Any
 from urllib.parse import quote
 
 import pytest
@@ -26,16 +25,10 @@ from local.services import Worker, wait_for
 from producer import subscribers
 from records import database
 from records.models import SubscriberEvent
-from tests.integration.conftest import Cli, Subscription, attempts, run_cli
+from tests.integration.conftest import Cli, Subscription, attempts, dispatch_to
 from tests.integration.test_delivery import dispatched
 from tests.integration.test_lifecycle import until_statuses
 from webhooks import clock
-
-
-def dispatch_to(queue: str, leads: list[dict[str, Any]], **env: str) -> list[str]:
-    done = run_cli("dispatch", input=json.dumps(leads), env={"SQS_QUEUE": queue, **env})
-    assert done.returncode == 0, done.stderr
-    return re.findall(r"enqueued delivery ([0-9a-f-]{36})", done.stdout)
 
 
 def succeeded(delivery_id: str) -> bool:

@@ -14,8 +14,7 @@ from local.leads import a_lead, unique
 from local.recorder import Receiver
 from local.services import BIN, ROOT, Worker, wait_for
 from records import deliveries
-from tests.integration.conftest import attempts
-from tests.integration.test_isolation import dispatch_to
+from tests.integration.conftest import attempts, dispatch_to
 from tests.integration.test_lifecycle import until_statuses
 
 

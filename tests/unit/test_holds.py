@@ -51,3 +51,18 @@ def test_a_parked_message_that_cannot_be_read_stays_parked(published: list[dict[
     tampered = {**a_message().sealed(), "webhook": "someone-else"}
     assert holds.send_again(tampered, held_at=utcnow()) is False
     assert published == []
+
+
+def test_a_circuit_closed_moments_ago_lets_its_held_deliveries_go_a_batch_at_a_time_doubling() -> None:
+    from tasks.circuit import Circuit
+    from tests.support.factories import a_state
+
+    now = utcnow()
+    just_closed = a_state("http://127.0.0.1:9/", circuit=Circuit(closed_at=now))
+    step = timedelta(seconds=holds.TEND_SECONDS)
+
+    assert holds._budget(just_closed, now) == holds.RELEASE_BATCH
+    assert holds._budget(just_closed, now + step) == 2 * holds.RELEASE_BATCH
+    assert holds._budget(just_closed, now + 3 * step) == 8 * holds.RELEASE_BATCH
+    assert holds._budget(just_closed, now + (holds.MAX_DOUBLINGS + 1) * step) is None  # long closed: no bound
+    assert holds._budget(a_state("http://127.0.0.1:9/"), now) is None  # never opened (a disabled one enabled)
