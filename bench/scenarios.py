@@ -33,6 +33,8 @@ FEATURES_OFF = {
 class Bench(Isolation):
     """A benchmark run: the harness, and the scenarios measured on it."""
 
+    same_queue = False  # the hanging drain on the queue of the drain that tripped it (an experiment)
+
     # --- the rounds: raw POST, no-op and delivery drains --------------------------------
 
     def raw_post(self) -> None:
@@ -116,18 +118,22 @@ class Bench(Isolation):
         tenth = f"{name}-9-{RUN}"
         hanging = f"/slow/{HANG_SECONDS}/{name}"
         shop = self.subscribers(name, [f"/ok/{name}-{index}" for index in range(9)] + [hanging])
-        queue = f"bench-{RUN}-{kind}-{number}"
-        worker = self.start_worker(f"{kind}-{number}", self.command, queue)
+        queue = f"bench-{RUN}-{kind}-closed-{number}"
+        worker = self.start_worker(f"{kind}-closed-{number}", self.command, queue)
         try:
             closed = self.tenth_drain("hanging-closed", number, shop, queue, worker, tripping=tenth)
             self.drains.setdefault("hanging-closed", []).append(closed)
-            posts = len(self.receiver.to(hanging))
-            self.drains.setdefault(kind, []).append(self.tenth_drain(kind, number, shop, queue, worker))
-            self.hanging_posts.append(len(self.receiver.to(hanging)) - posts)
         finally:
             worker.stop()
         if not self.queue_empty(queue):
-            raise SystemExit(f"bench: {kind}-{number}: messages left in {queue}")
+            raise SystemExit(f"bench: {kind}-closed-{number}: messages left in {queue}")
+        posts = len(self.receiver.to(hanging))
+        if self.same_queue:
+            measured = self.tenth_drain(kind, number, shop, queue)
+        else:
+            measured = self.tenth_drain(kind, number, shop, f"bench-{RUN}-{kind}-{number}")
+        self.drains.setdefault(kind, []).append(measured)
+        self.hanging_posts.append(len(self.receiver.to(hanging)) - posts)
 
     def tenth_drain(
         self, kind: str, number: int, shop: str, queue: str | None = None, worker: Any = None, tripping: str = ""

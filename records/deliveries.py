@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, insert, select, tuple_, update
+from sqlalchemy import Table, func, insert, select, tuple_, update
 
 from records import database
 from records.models import Delivery, Subscriber
@@ -122,10 +122,11 @@ def park(
     operator ended meanwhile is not parked (``ended``). A delivery without a row (a message
     built by hand) gets one.
     """
+    subscribers, rows = cast(Table, Subscriber.__table__), cast(Table, Delivery.__table__)  # Core: no ORM object
     with database.platform() as session:
         found = session.execute(
-            select(Subscriber.enabled, Subscriber.circuit_open_until)
-            .where(Subscriber.id == delivery.subscriber_id)
+            select(subscribers.c.enabled, subscribers.c.circuit_open_until)
+            .where(subscribers.c.id == delivery.subscriber_id)
             .with_for_update(read=True)
         ).one_or_none()
         if found is None:
@@ -134,20 +135,18 @@ def park(
         if enabled and not (while_circuit_open and open_until is not None):
             return Parking(False)
         held = {"held_message": dict(message), "held_at": utcnow(), "held_reason": reason, "held_queue": queue}
-        # one statement in the common case (its row is there, not ended): no ORM object built
+        # one statement in the common case (its row is there, not ended)
         done = session.execute(
-            update(Delivery)
-            .where(Delivery.delivery_id == delivery.delivery_id, Delivery.ended_at.is_(None))
-            .values(**held)
+            update(rows).where(rows.c.delivery_id == delivery.delivery_id, rows.c.ended_at.is_(None)).values(**held)
         )
         if done.rowcount == 1:  # type: ignore[attr-defined]
             return Parking(True)
         ended = session.execute(
-            select(Delivery.ended_status, Delivery.ended_reason).where(Delivery.delivery_id == delivery.delivery_id)
+            select(rows.c.ended_status, rows.c.ended_reason).where(rows.c.delivery_id == delivery.delivery_id)
         ).one_or_none()
         if ended is not None:
             return Parking(False, (ended.ended_status or str(Status.CANCELLED), ended.ended_reason or ""))
-        session.execute(insert(Delivery).values(**vars(delivery), dispatched_at=utcnow(), **held))
+        session.execute(insert(rows).values(**vars(delivery), dispatched_at=utcnow(), **held))
         return Parking(True)
 
 

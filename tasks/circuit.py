@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import cast
 
-from sqlalchemy import Connection, Table, and_, case, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, Connection, Table, and_, case, func, insert, or_, select, update
 
 import settings
 from records import database
@@ -157,26 +157,8 @@ def claim_probe(subscriber_id: int) -> bool:
     ago: a probe that never answers, its worker killed, is claimed again after it). A parked
     delivery sent for the probe (``claim_parked_probe``) does not keep an arrival from it: the
     first delivery to arrive probes, whichever it is."""
-    now = utcnow()
-    with database.platform() as session:
-        done = session.execute(
-            update(_subscribers)
-            .where(
-                _subscribers.c.id == subscriber_id,
-                _subscribers.c.circuit_open_until.is_not(None),
-                _subscribers.c.circuit_open_until <= now,
-                or_(
-                    _subscribers.c.circuit_probe_until.is_(None),
-                    _subscribers.c.circuit_probe_until < now,
-                    _subscribers.c.circuit_probe_delivery.is_not(None),
-                ),
-            )
-            .values(
-                circuit_probe_until=now + timedelta(seconds=settings.WEBHOOK_TIMEOUT * 2 + 5),
-                circuit_probe_delivery=None,
-            )
-        )
-        return bool(done.rowcount == 1)  # type: ignore[attr-defined]
+    lasting = settings.WEBHOOK_TIMEOUT * 2 + 5
+    return _claim(subscriber_id, lasting, None, _subscribers.c.circuit_probe_delivery.is_not(None))
 
 
 def claim_parked_probe(subscriber_id: int, delivery_id: str, seconds: float) -> bool:
@@ -184,7 +166,14 @@ def claim_parked_probe(subscriber_id: int, delivery_id: str, seconds: float) -> 
     open circuit whose cool-down ended, when no delivery arrived to be it (tasks.holds): no
     attempt or such a send under way. The claim lasts ``seconds`` (its message on its way);
     the first delivery to arrive takes it over (``claim_probe``)."""
+    return _claim(subscriber_id, seconds, delivery_id[:64])
+
+
+def _claim(subscriber_id: int, seconds: float, delivery_id: str | None, *taking_over: ColumnElement[bool]) -> bool:
+    """The conditional UPDATE of a probe's claim: the circuit open, its cool-down over, and no
+    claim running (or one of ``taking_over``); True if this one took it."""
     now = utcnow()
+    free = or_(_subscribers.c.circuit_probe_until.is_(None), _subscribers.c.circuit_probe_until < now, *taking_over)
     with database.platform() as session:
         done = session.execute(
             update(_subscribers)
@@ -192,9 +181,9 @@ def claim_parked_probe(subscriber_id: int, delivery_id: str, seconds: float) -> 
                 _subscribers.c.id == subscriber_id,
                 _subscribers.c.circuit_open_until.is_not(None),
                 _subscribers.c.circuit_open_until <= now,
-                or_(_subscribers.c.circuit_probe_until.is_(None), _subscribers.c.circuit_probe_until < now),
+                free,
             )
-            .values(circuit_probe_until=now + timedelta(seconds=seconds), circuit_probe_delivery=delivery_id[:64])
+            .values(circuit_probe_until=now + timedelta(seconds=seconds), circuit_probe_delivery=delivery_id)
         )
         return bool(done.rowcount == 1)  # type: ignore[attr-defined]
 

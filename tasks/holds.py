@@ -202,12 +202,12 @@ class Tending(threading.Thread):
     def __init__(self) -> None:
         super().__init__(name="held-deliveries", daemon=True)
         self._wake = threading.Event()
-        self._stop = threading.Event()
+        self._stopping = threading.Event()
 
     def run(self) -> None:
-        while not self._stop.is_set():
+        while not self._stopping.is_set():
             try:
-                tend(stopping=self._stop.is_set)
+                tend(stopping=self._stopping.is_set)
             except Exception:  # the database or SQS: the next look tries again, nothing is lost
                 log.warning("held deliveries could not be tended; tried again in %s s", TEND_SECONDS, exc_info=True)
             self._wake.wait(TEND_SECONDS)
@@ -217,7 +217,7 @@ class Tending(threading.Thread):
         self._wake.set()
 
     def stop(self) -> None:
-        self._stop.set()
+        self._stopping.set()
         self._wake.set()
 
 
