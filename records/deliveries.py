@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, func, insert, select, tuple_, update
+from sqlalchemy import ColumnElement, Table, exists, func, insert, or_, select, tuple_, update
 
+import settings
 from records import database
 from records.models import Delivery, Subscriber
 from webhooks.clock import utcnow
@@ -123,7 +124,23 @@ def park(
     built by hand) gets one.
     """
     subscribers, rows = cast(Table, Subscriber.__table__), cast(Table, Delivery.__table__)  # Core: no ORM object
-    with database.platform() as session:
+    held = {"held_message": dict(message), "held_at": utcnow(), "held_reason": reason, "held_queue": queue}
+    holding: ColumnElement[bool] = subscribers.c.enabled.is_(False)
+    if while_circuit_open:
+        holding = or_(holding, subscribers.c.circuit_open_until.is_not(None))
+    still_held = exists().where(subscribers.c.id == delivery.subscriber_id, holding)
+    # The common case in one statement, one round trip (autocommit): its row is there, not ended,
+    # and what holds it is still there. InnoDB reads the subscriber's row in the subquery of an
+    # UPDATE under a shared lock, held until the UPDATE commits.
+    with database.autocommit_engine(settings.DATABASE_URL).connect() as connection:
+        done = connection.execute(
+            update(rows)
+            .where(rows.c.delivery_id == delivery.delivery_id, rows.c.ended_at.is_(None), still_held)
+            .values(**held)
+        )
+    if done.rowcount == 1:
+        return Parking(True)
+    with database.platform() as session:  # why not: in a transaction, as described above
         found = session.execute(
             select(subscribers.c.enabled, subscribers.c.circuit_open_until)
             .where(subscribers.c.id == delivery.subscriber_id)
@@ -134,12 +151,10 @@ def park(
         enabled, open_until = found
         if enabled and not (while_circuit_open and open_until is not None):
             return Parking(False)
-        held = {"held_message": dict(message), "held_at": utcnow(), "held_reason": reason, "held_queue": queue}
-        # one statement in the common case (its row is there, not ended)
-        done = session.execute(
+        again = session.execute(
             update(rows).where(rows.c.delivery_id == delivery.delivery_id, rows.c.ended_at.is_(None)).values(**held)
         )
-        if done.rowcount == 1:  # type: ignore[attr-defined]
+        if again.rowcount == 1:  # type: ignore[attr-defined]
             return Parking(True)
         ended = session.execute(
             select(rows.c.ended_status, rows.c.ended_reason).where(rows.c.delivery_id == delivery.delivery_id)
