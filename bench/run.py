@@ -22,9 +22,10 @@ Every number comes from the same run:
    shared: a round can be slowed down);
 2. hanging, in each round too: N deliveries to 9 subscribers and N/9 more to a 10th, drained:
    the 10th answering at once; then answering after 15 s (WEBHOOK_TIMEOUT is 10 s), a new one
-   each round, twice: while its circuit trips (until it is open), then, on a new worker, with
-   its circuit open. The rate to the 9 (until their N are done) with the 10th hanging, over the
-   rate with the 10th healthy (medians). The same pattern without a worker (receive 10, delete
+   each round, twice: while its circuit trips (until it is open), then, on a new worker and a
+   new queue, with its circuit open. The rate to the 9 (until their N are done) with the 10th
+   hanging, over the rate with the 10th healthy in the same round (the median of the rounds'
+   ratios). The same pattern without a worker (receive 10, delete
    them but one in ten kept in flight) gives moto's own ratio: its receive slows down with the
    messages in flight. And what a hold costs: N deliveries to a subscriber whose circuit is
    open, each recorded held and parked in the database;
