@@ -33,8 +33,6 @@ FEATURES_OFF = {
 class Bench(Isolation):
     """A benchmark run: the harness, and the scenarios measured on it."""
 
-    same_queue = False  # the hanging drain on the queue of the drain that tripped it (to compare)
-
     # --- the rounds: raw POST, no-op and delivery drains --------------------------------
 
     def raw_post(self) -> None:
@@ -107,9 +105,9 @@ class Bench(Isolation):
         tenth), and lasts until the circuit is open; the measured drain follows, within the
         circuit's first cool-down (1 minute), on a new worker and a new queue, as the healthy
         drain is (the first drain's failed attempts wait in its queue for their retry, 10
-        minutes later). ``same_queue`` measures it on the first drain's queue instead, for
-        comparing: two rounds of both gave x 0.56 and 0.55, 0.84 and 1.01 (new, same): no clear
-        difference within the noise of this machine."""
+        minutes later). Measured once both ways, two rounds each (this queue or the first
+        drain's): x 0.56 and 0.55, 0.84 and 1.01 (new, same): no clear difference within the
+        noise of this machine."""
         if kind == "healthy":
             if kind not in self.tenth_shops:
                 paths = [f"/ok/nine-and-healthy-{index}" for index in range(9)] + ["/ok/tenth"]
@@ -130,10 +128,7 @@ class Bench(Isolation):
         if not self.queue_empty(queue):
             raise SystemExit(f"bench: {kind}-closed-{number}: messages left in {queue}")
         posts = len(self.receiver.to(hanging))
-        if self.same_queue:
-            measured = self.tenth_drain(kind, number, shop, queue)
-        else:
-            measured = self.tenth_drain(kind, number, shop, f"bench-{RUN}-{kind}-{number}")
+        measured = self.tenth_drain(kind, number, shop, f"bench-{RUN}-{kind}-{number}")
         self.drains.setdefault(kind, []).append(measured)
         self.hanging_posts.append(len(self.receiver.to(hanging)) - posts)
 

@@ -231,10 +231,15 @@ def enqueue_all(
         for each_one in planned[done:]:
             deliveries.end(each_one.delivery_id, Status.CANCELLED, f"not enqueued: broker error: {error}")
         raise DispatchFailed(
-            f"broker error: {str(error).splitlines()[0][:300] if str(error) else type(error).__name__}",
+            f"broker error: {broker_error(error)}",
             enqueued=[each_one.delivery_id for each_one in planned[:done]],
             total=len(planned),
         ) from error
+
+
+def broker_error(error: BaseException) -> str:
+    """What a user is told of a broker error: its first line (300 characters), or its type."""
+    return str(error).splitlines()[0][:300] if str(error) else type(error).__name__
 
 
 def enqueue(planned: PlannedDelivery) -> None:

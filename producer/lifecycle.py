@@ -16,7 +16,7 @@ from functools import partial
 from kombu.exceptions import OperationalError as BrokerError
 
 from producer import history, subscribers
-from producer.dispatch import redeliver
+from producer.dispatch import broker_error, redeliver
 from records import deliveries
 from records.models import Delivery
 from tasks import delivery as worker
@@ -57,7 +57,7 @@ def enable(name: str) -> Enabled:
     except BrokerError as error:
         raise WebhookError(
             f"{name} enabled, but SQS failed while its held deliveries were sent again "
-            f"({str(error).splitlines()[0][:300] if str(error) else type(error).__name__}): "
+            f"({broker_error(error)}): "
             "those not sent stay held, and the workers send them once SQS answers"
         ) from error
     return Enabled(sent, unreadable)

@@ -140,28 +140,25 @@ def park(
         )
     if done.rowcount == 1:
         return Parking(True)
-    with database.platform() as session:  # why not: in a transaction, as described above
-        found = session.execute(
-            select(subscribers.c.enabled, subscribers.c.circuit_open_until)
-            .where(subscribers.c.id == delivery.subscriber_id)
+    with database.platform() as session:  # why not: asked in a transaction, as described above
+        holds_it = session.execute(
+            select(subscribers.c.id)
+            .where(subscribers.c.id == delivery.subscriber_id, holding)
             .with_for_update(read=True)
-        ).one_or_none()
-        if found is None:
+        ).first()
+        if holds_it is None:  # what held it is gone (or its subscriber is)
             return Parking(False)
-        enabled, open_until = found
-        if enabled and not (while_circuit_open and open_until is not None):
-            return Parking(False)
-        again = session.execute(
-            update(rows).where(rows.c.delivery_id == delivery.delivery_id, rows.c.ended_at.is_(None)).values(**held)
-        )
-        if again.rowcount == 1:  # type: ignore[attr-defined]
-            return Parking(True)
-        ended = session.execute(
-            select(rows.c.ended_status, rows.c.ended_reason).where(rows.c.delivery_id == delivery.delivery_id)
+        row = session.execute(
+            select(rows.c.ended_at, rows.c.ended_status, rows.c.ended_reason).where(
+                rows.c.delivery_id == delivery.delivery_id
+            )
         ).one_or_none()
-        if ended is not None:
-            return Parking(False, (ended.ended_status or str(Status.CANCELLED), ended.ended_reason or ""))
-        session.execute(insert(rows).values(**vars(delivery), dispatched_at=utcnow(), **held))
+        if row is None:
+            session.execute(insert(rows).values(**vars(delivery), dispatched_at=utcnow(), **held))
+        elif row.ended_at is not None:
+            return Parking(False, (row.ended_status or str(Status.CANCELLED), row.ended_reason or ""))
+        else:  # held again since the statement above was sent: park it now
+            session.execute(update(rows).where(rows.c.delivery_id == delivery.delivery_id).values(**held))
         return Parking(True)
 
 

@@ -120,12 +120,13 @@ def open_if_closed(subscriber_id: int, name: str, outcomes: Outcomes) -> tuple[d
         ).one_or_none()
         if found is None or found.circuit_open_until is not None:
             return None
-        cooldown = settings.WEBHOOK_CIRCUIT_COOLDOWN
         recently = found.circuit_closed_at is not None and (now - found.circuit_closed_at).total_seconds() < (
             settings.WEBHOOK_CIRCUIT_WINDOW
         )
+        cooldown = settings.WEBHOOK_CIRCUIT_COOLDOWN
         if recently and found.circuit_cooldown:
             cooldown = min(2 * int(found.circuit_cooldown), settings.WEBHOOK_CIRCUIT_COOLDOWN_MAX)
+        doubled = cooldown != settings.WEBHOOK_CIRCUIT_COOLDOWN
         until = now + timedelta(seconds=cooldown)
         session.execute(
             update(_subscribers)
@@ -140,11 +141,7 @@ def open_if_closed(subscriber_id: int, name: str, outcomes: Outcomes) -> tuple[d
         detail = (
             f"{outcomes.failures} of {outcomes.attempts} attempts failed in the last "
             f"{settings.WEBHOOK_CIRCUIT_WINDOW} s; deliveries wait until {until.isoformat()}+00:00 ({cooldown} s"
-            + (
-                ", twice the last: it closed less than the window ago)"
-                if cooldown != settings.WEBHOOK_CIRCUIT_COOLDOWN and recently
-                else ")"
-            )
+            + (", twice the last: it closed less than the window ago)" if doubled else ")")
         )
         _event(session.connection(), subscriber_id, name, "subscriber.circuit_opened", detail, now)
     _tell("subscriber.circuit_opened", name, detail)

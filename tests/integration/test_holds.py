@@ -16,7 +16,7 @@ from local.services import wait_for
 from producer import subscribers
 from records import deliveries
 from tasks.message import DeliveryMessage
-from tests.integration.conftest import attempts, dispatch_to, message_to, open_circuit, subscriber_at
+from tests.integration.conftest import Subscription, attempts, dispatch_to, message_to, open_circuit, subscriber_at
 from tests.integration.test_isolation import events, succeeded
 from webhooks.clock import utcnow
 
@@ -37,17 +37,24 @@ def messages_in(sqs: Any, queue: str) -> int:
     return sum(int(found[name]) for name in names)
 
 
+def three_held(queue: str, receiver: Receiver, kind: str, cooldown: int) -> tuple[Subscription, str, list[str]]:
+    """A subscriber at ``/KIND/…`` of the receiver, its circuit open for ``cooldown`` seconds, and
+    three leads dispatched to it on ``queue``, each recorded held: (it, its path, their ids)."""
+    path = f"/{kind}/{time.monotonic_ns()}-held"
+    subscription = subscriber_at(receiver.url(path))
+    open_circuit(subscription.id, cooldown)
+    sent = dispatch_to(queue, [a_lead(subscription.shop) for _ in range(3)])
+    for delivery_id in sent:
+        wait_for(partial(held_records, delivery_id), 30, "every delivery held")
+    return subscription, path, sent
+
+
 def test_deliveries_held_by_an_open_circuit_wait_in_the_database_and_the_oldest_probes_when_the_cool_down_ends(
     own_worker, receiver: Receiver, sqs: Any
 ) -> None:
     queue, worker = own_worker()
-    path = f"/ok/{time.monotonic_ns()}-held"
-    subscription = subscriber_at(receiver.url(path))
-    open_circuit(subscription.id, 8)
-    sent = dispatch_to(queue, [a_lead(subscription.shop) for _ in range(3)])
+    subscription, path, sent = three_held(queue, receiver, "ok", 8)
 
-    for delivery_id in sent:
-        wait_for(partial(held_records, delivery_id), 30, "every delivery held")
     # parked in the database, nothing of them left in SQS, nothing POSTed
     parked = deliveries.held(subscription.id)  # oldest first
     assert {row.delivery_id for row in parked} == set(sent)
@@ -75,12 +82,7 @@ def test_a_failed_probe_opens_the_circuit_again_for_twice_as_long_and_the_others
     own_worker, receiver: Receiver
 ) -> None:
     queue, _ = own_worker(WEBHOOK_RETRY_SCHEDULE="1h")
-    path = f"/fail/{time.monotonic_ns()}-probe"
-    subscription = subscriber_at(receiver.url(path))
-    open_circuit(subscription.id, 2)
-    sent = dispatch_to(queue, [a_lead(subscription.shop) for _ in range(3)])
-    for delivery_id in sent:
-        wait_for(partial(held_records, delivery_id), 30, "every delivery held")
+    subscription, path, sent = three_held(queue, receiver, "fail", 2)
 
     def reopened() -> list[tuple[str, str]] | None:
         found = events(subscription.name)
