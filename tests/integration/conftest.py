@@ -239,8 +239,9 @@ def own_worker(database: str, moto: object, logs: Any) -> Iterator[Callable[...,
         worker.stop()
 
 
-def open_circuit(subscriber_id: int, seconds: int) -> None:
-    """Open a subscriber's circuit for ``seconds``, in the database, as a worker would."""
+def open_circuit(subscriber_id: int, seconds: int, cooldown: int | None = None) -> None:
+    """Open a subscriber's circuit for ``seconds``, in the database, as a worker would, its
+    cool-down recorded as ``cooldown`` (``seconds`` unless given)."""
     from datetime import timedelta
 
     from sqlalchemy import update
@@ -253,8 +254,23 @@ def open_circuit(subscriber_id: int, seconds: int) -> None:
         session.execute(
             update(Subscriber)
             .where(Subscriber.id == subscriber_id)
-            .values(circuit_open_until=utcnow() + timedelta(seconds=seconds), circuit_cooldown=seconds)
+            .values(
+                circuit_open_until=utcnow() + timedelta(seconds=seconds),
+                circuit_cooldown=seconds if cooldown is None else cooldown,
+            )
         )
+
+
+def end_cool_down(subscriber_id: int) -> None:
+    """The subscriber's open circuit is due for its probe now (its recorded cool-down unchanged)."""
+    from sqlalchemy import update
+
+    from records import database
+    from records.models import Subscriber
+    from webhooks.clock import utcnow
+
+    with database.platform() as session:
+        session.execute(update(Subscriber).where(Subscriber.id == subscriber_id).values(circuit_open_until=utcnow()))
 
 
 def dispatch_to(queue: str, leads: list[dict[str, Any]], **env: str) -> list[str]:

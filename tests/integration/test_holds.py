@@ -16,7 +16,15 @@ from local.services import wait_for
 from producer import subscribers
 from records import deliveries
 from tasks.message import DeliveryMessage
-from tests.integration.conftest import Subscription, attempts, dispatch_to, message_to, open_circuit, subscriber_at
+from tests.integration.conftest import (
+    Subscription,
+    attempts,
+    dispatch_to,
+    end_cool_down,
+    message_to,
+    open_circuit,
+    subscriber_at,
+)
 from tests.integration.test_isolation import events, succeeded
 from webhooks.clock import utcnow
 
@@ -38,11 +46,13 @@ def messages_in(sqs: Any, queue: str) -> int:
 
 
 def three_held(queue: str, receiver: Receiver, kind: str, cooldown: int) -> tuple[Subscription, str, list[str]]:
-    """A subscriber at ``/KIND/…`` of the receiver, its circuit open for ``cooldown`` seconds, and
-    three leads dispatched to it on ``queue``, each recorded held: (it, its path, their ids)."""
+    """A subscriber at ``/KIND/…`` of the receiver, its circuit open with a cool-down of
+    ``cooldown`` seconds, and three leads dispatched to it on ``queue``, each recorded held:
+    (it, its path, their ids). The circuit stays open however slow the worker is to take them:
+    the test ends the cool-down (``end_cool_down``) when it wants the probe."""
     path = f"/{kind}/{time.monotonic_ns()}-held"
     subscription = subscriber_at(receiver.url(path))
-    open_circuit(subscription.id, cooldown)
+    open_circuit(subscription.id, 600, cooldown=cooldown)
     sent = dispatch_to(queue, [a_lead(subscription.shop) for _ in range(3)])
     for delivery_id in sent:
         wait_for(partial(held_records, delivery_id), 30, "every delivery held")
@@ -66,6 +76,7 @@ def test_deliveries_held_by_an_open_circuit_wait_in_the_database_and_the_oldest_
         assert "sent again once a probe succeeds" in str(record["error"])
 
     # no new delivery comes: the oldest parked one is the probe; it closes the circuit, the others follow
+    end_cool_down(subscription.id)
     for delivery_id in sent:
         wait_for(partial(succeeded, delivery_id), 60, "every held delivery delivered")
     posts = receiver.to(path)
@@ -83,6 +94,7 @@ def test_a_failed_probe_opens_the_circuit_again_for_twice_as_long_and_the_others
 ) -> None:
     queue, _ = own_worker(WEBHOOK_RETRY_SCHEDULE="1h")
     subscription, path, sent = three_held(queue, receiver, "fail", 2)
+    end_cool_down(subscription.id)
 
     def reopened() -> list[tuple[str, str]] | None:
         found = events(subscription.name)
