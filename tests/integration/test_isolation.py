@@ -159,7 +159,8 @@ def test_a_subscriber_failing_for_the_disable_period_is_disabled_and_the_operato
 ) -> None:
     ops = f"/ok/{unique('operations')}"
     queue, worker = own_worker(
-        WEBHOOK_DISABLE_AFTER="3s",
+        WEBHOOK_DISABLE_AFTER="6s",  # past at the last retry (10 s), not at the first (2 s, however late)
+        WEBHOOK_RETRY_SCHEDULE="2s,10s",
         WEBHOOK_CIRCUIT_BREAKER="0",
         WEBHOOK_OPERATIONS_URL=receiver.url(ops),
         WEBHOOK_OPERATIONS_SECRET="ops-secret",

@@ -22,7 +22,10 @@ from tests.integration.test_lifecycle import until_statuses
 def remote_controlled(database: str, moto: object, logs: Path) -> Iterator[tuple[str, Worker]]:
     """A worker with remote control on (WORKER_EVENTS: SNS fanout), on a queue of its own."""
     queue = unique("revoked")
-    worker = Worker(logs / f"{queue}.log", {"SQS_QUEUE": queue, "WORKER_EVENTS": "1"})
+    # Its retries a minute apart (the message still hops every second, SQS_MAX_DELAY): a revoke
+    # however slow to arrive meets the delivery before its schedule ends.
+    env = {"SQS_QUEUE": queue, "WORKER_EVENTS": "1", "WEBHOOK_RETRY_SCHEDULE": "60s,120s"}
+    worker = Worker(logs / f"{queue}.log", env)
     yield queue, worker
     worker.stop()
 
