@@ -14,6 +14,10 @@ from click.testing import CliRunner, Result
 
 from local.services import BIN, ROOT, mysql
 
+# Longer than the session worker's SUBSCRIBER_CACHE_SECONDS (tests/conftest.py): after this long,
+# its snapshot of the subscribers was loaded after a change the test just made.
+CACHE_SECONDS = 1.5
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
@@ -259,6 +263,18 @@ def open_circuit(subscriber_id: int, seconds: int, cooldown: int | None = None) 
                 circuit_cooldown=seconds if cooldown is None else cooldown,
             )
         )
+
+
+def end_grace(subscriber_id: int) -> None:
+    """The subscriber's previous secret stops signing now (its rotation's grace period over)."""
+    from sqlalchemy import update
+
+    from records import database
+    from records.models import Subscriber
+    from webhooks.clock import utcnow
+
+    with database.platform() as session:
+        session.execute(update(Subscriber).where(Subscriber.id == subscriber_id).values(previous_secret_until=utcnow()))
 
 
 def end_cool_down(subscriber_id: int) -> None:
