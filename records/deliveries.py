@@ -202,7 +202,7 @@ def oldest_parked(subscriber_id: int, queue: str, skip: Collection[str] = ()) ->
 
 def send_parked(
     subscriber_id: int,
-    send: Callable[[Mapping[str, Any], datetime], bool],
+    send: Callable[[Mapping[str, Any], datetime, str | None], bool],
     *,
     limit: int,
     only: str | None = None,
@@ -211,7 +211,7 @@ def send_parked(
 ) -> tuple[int, list[str]]:
     """Send again up to ``limit`` of the subscriber's parked messages, oldest first (only the
     delivery ``only``, when given; none of ``skip``; only those from ``queue``, when given):
-    ``send(message, held_at)`` publishes one,
+    ``send(message, held_at, queue)`` publishes one (to ``queue``, the one it was taken from),
     or says False (it cannot be read: it stays parked). Returns how many were sent, and the
     ids of those that stay parked because they cannot be read; each one sent is no longer
     parked.
@@ -246,7 +246,7 @@ def send_parked(
         )
         for row in rows:
             try:
-                if not send(dict(row.held_message or {}), row.held_at or utcnow()):
+                if not send(dict(row.held_message or {}), row.held_at or utcnow(), row.held_queue):
                     unreadable.append(row.delivery_id)
                     continue
             except BaseException as error:  # the broker, an interrupt: what was sent is no longer parked

@@ -74,10 +74,11 @@ def park(
     return done
 
 
-def send_again(message: Mapping[str, Any], held_at: datetime) -> bool:
-    """Publish a parked message again (tasks.deliver_webhook, its id the task id): due now, its
-    first failure moved forward by the time it was held. False when it cannot be read (sealed
-    under a key no longer configured): it stays parked."""
+def send_again(message: Mapping[str, Any], held_at: datetime, queue: str | None = None) -> bool:
+    """Publish a parked message again (tasks.deliver_webhook, its id the task id) to ``queue``,
+    the one it was taken from (this process's own when not known): due now, its first failure
+    moved forward by the time it was held. False when it cannot be read (sealed under a key no
+    longer configured): it stays parked."""
     from tasks.application import deliver_webhook  # the application imports this module
 
     try:
@@ -90,7 +91,7 @@ def send_again(message: Mapping[str, Any], held_at: datetime) -> bool:
     now = utcnow()
     shifted = held.first_failure_at + (now - since) if held.first_failure_at and now > since else held.first_failure_at
     again = held.but(due_at=None, held_since=None, first_failure_at=shifted)
-    deliver_webhook.apply_async(kwargs={"delivery": again.sealed()}, task_id=again.delivery_id)
+    deliver_webhook.apply_async(kwargs={"delivery": again.sealed()}, task_id=again.delivery_id, queue=queue)
     return True
 
 

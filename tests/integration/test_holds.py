@@ -124,7 +124,8 @@ def test_two_workers_sending_the_parked_deliveries_again_at_once_send_each_one_o
     sent: list[str] = []
     lock = threading.Lock()
 
-    def send(message: Any, _held_at: Any) -> bool:
+    def send(message: Any, _held_at: Any, queue: str | None) -> bool:
+        assert queue == "unserved"  # the queue each was taken from
         time.sleep(0.01)  # a publish: the other worker tries meanwhile
         with lock:
             sent.append(str(message["delivery_id"]))

@@ -2,6 +2,8 @@
 current state (a real worker, moto's SQS, MariaDB, the loopback receiver).
 
 The tests' schedule is 2 s, 4 s; a worker sees a change within SUBSCRIBER_CACHE_SECONDS (1 s).
+A test whose operator acts between a delivery's first attempt and its retry runs a worker of its
+own whose retries are 10 s apart (``patient``): the action lands first however slow the machine.
 """
 
 from __future__ import annotations
@@ -12,8 +14,11 @@ import json
 import os
 import re
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from urllib.parse import urlsplit
+
+import pytest
 
 from local.leads import a_lead, unique
 from local.recorder import Receiver
@@ -22,6 +27,14 @@ from producer import subscribers
 from tests.integration.conftest import Cli, attempts, dispatch_to, run_cli
 from tests.integration.test_delivery import dispatched
 from webhooks import clock
+
+
+@pytest.fixture
+def patient(own_worker: Callable[..., tuple[str, Worker]]) -> str:
+    """The queue of a worker of the test's own whose first retry is 10 s after the first attempt
+    (its messages still hop every second: an end or a hold is recorded within a second)."""
+    queue, _ = own_worker(WEBHOOK_RETRY_SCHEDULE="10s,20s")
+    return queue
 
 
 def statuses(delivery_id: str) -> list[str]:
@@ -42,11 +55,11 @@ def sha256(secret: str, body: bytes) -> str:
 
 
 def test_an_updated_url_is_followed_by_the_retries_already_scheduled(
-    worker: Worker, receiver: Receiver, subscribe, cli: Cli
+    patient: str, receiver: Receiver, subscribe, cli: Cli
 ) -> None:
     old, new = f"/fail/{unique('old-url')}", f"/ok/{unique('new-url')}"
     subscription = subscribe(receiver.url(old))
-    [(delivery_id, _, _)] = dispatched(cli, a_lead(subscription.shop))
+    [delivery_id] = dispatch_to(patient, [a_lead(subscription.shop)])
     until_statuses(delivery_id, "error")
 
     updated = cli("update", subscription.name, "--url", receiver.url(new))
@@ -80,11 +93,11 @@ def test_update_is_validated_like_configure_and_changes_nothing_when_refused(sub
 
 
 def test_a_disabled_subscriber_s_retries_are_held_not_sent_and_go_again_on_enable(
-    worker: Worker, receiver: Receiver, subscribe, cli: Cli
+    patient: str, receiver: Receiver, subscribe, cli: Cli
 ) -> None:
     path = f"/flaky/1/{unique('paused')}"
     subscription = subscribe(receiver.url(path))
-    [(delivery_id, _, _)] = dispatched(cli, a_lead(subscription.shop))
+    [delivery_id] = dispatch_to(patient, [a_lead(subscription.shop)])
     until_statuses(delivery_id, "error")
     assert cli("disable", subscription.name).exit_code == 0
 
@@ -97,7 +110,7 @@ def test_a_disabled_subscriber_s_retries_are_held_not_sent_and_go_again_on_enabl
     newer = dispatched(cli, a_lead(subscription.shop))
     assert newer == []  # a disabled subscriber gets no new deliveries
 
-    enabled = cli("enable", subscription.name)
+    enabled = cli("enable", subscription.name)  # (its SQS_QUEUE another: the delivery goes back to its own)
     assert enabled.exit_code == 0 and "1 held deliveries sent again" in enabled.output
 
     rows = until_statuses(delivery_id, "error", "held", "success")
@@ -107,11 +120,11 @@ def test_a_disabled_subscriber_s_retries_are_held_not_sent_and_go_again_on_enabl
 
 
 def test_a_deleted_subscriber_s_pending_deliveries_end_cancelled_and_the_audit_keeps_its_records(
-    worker: Worker, receiver: Receiver, subscribe, cli: Cli
+    patient: str, receiver: Receiver, subscribe, cli: Cli
 ) -> None:
     path = f"/fail/{unique('deleted')}"
     subscription = subscribe(receiver.url(path))
-    [(delivery_id, _, _)] = dispatched(cli, a_lead(subscription.shop))
+    [delivery_id] = dispatch_to(patient, [a_lead(subscription.shop)])
     until_statuses(delivery_id, "error")
 
     deleted = cli("delete", subscription.name, "--yes")
@@ -120,7 +133,7 @@ def test_a_deleted_subscriber_s_pending_deliveries_end_cancelled_and_the_audit_k
 
     rows = until_statuses(delivery_id, "error", "cancelled")
     assert f"its subscriber {subscription.name} was deleted" in str(rows[1]["error"])
-    time.sleep(3)  # past the retry's due time: nothing more is sent or recorded
+    time.sleep(3)  # its message hopped every second: it ended, nothing more is sent or recorded
     assert len(receiver.to(path)) == 1 and statuses(delivery_id) == ["error", "cancelled"]
     listed = json.loads(cli("deliveries", "--webhook", subscription.name, "--json").output or "[]")
     assert listed == [] or all(row["webhook"] == subscription.name for row in listed)
@@ -128,11 +141,11 @@ def test_a_deleted_subscriber_s_pending_deliveries_end_cancelled_and_the_audit_k
 
 
 def test_retries_dispatched_before_a_rotation_are_signed_with_the_new_secret_once_the_grace_ends(
-    worker: Worker, receiver: Receiver, subscribe, cli: Cli
+    patient: str, receiver: Receiver, subscribe, cli: Cli
 ) -> None:
     path = f"/flaky/1/{unique('rotated-retry')}"
     subscription = subscribe(receiver.url(path))
-    [(delivery_id, _, _)] = dispatched(cli, a_lead(subscription.shop))
+    [delivery_id] = dispatch_to(patient, [a_lead(subscription.shop)])
     until_statuses(delivery_id, "error")
     assert cli("disable", subscription.name).exit_code == 0  # the retry waits, whatever the rotations take
     until_statuses(delivery_id, "error", "held")
@@ -169,14 +182,14 @@ def test_rotate_secret_under_the_wrong_key_is_refused_and_changes_nothing(subscr
 
 
 def test_a_redelivery_keeps_the_webhook_id_and_supersedes_the_original_s_pending_retries(
-    worker: Worker, receiver: Receiver, subscribe, cli: Cli
+    patient: str, worker: Worker, receiver: Receiver, subscribe, cli: Cli
 ) -> None:
     path = f"/flaky/1/{unique('superseded')}"
     subscription = subscribe(receiver.url(path))
-    [(original, _, _)] = dispatched(cli, a_lead(subscription.shop))
+    [original] = dispatch_to(patient, [a_lead(subscription.shop)])
     until_statuses(original, "error")
 
-    result = cli("redeliver", original)
+    result = cli("redeliver", original)  # to the CLI's SQS_QUEUE: the session's worker delivers it
     assert result.exit_code == 0, result.output
     redelivery = result.output.split()[2]
 
@@ -184,7 +197,7 @@ def test_a_redelivery_keeps_the_webhook_id_and_supersedes_the_original_s_pending
     assert row["redelivery_of"] == original
     rows = until_statuses(original, "error", "superseded")
     assert redelivery in str(rows[1]["error"])
-    time.sleep(3)  # past the original's retry: it was not sent
+    time.sleep(3)  # the original's message hopped every second: it ended, its retry was not sent
     posts = receiver.to(path)
     assert len(posts) == 2
     assert {post.headers["webhook-id"] for post in posts} == {original}
@@ -217,11 +230,11 @@ def test_a_lead_dispatched_twice_is_delivered_once_and_again_sends_it_as_a_redel
 
 
 def test_a_cancelled_delivery_is_recorded_and_nothing_more_is_sent(
-    worker: Worker, receiver: Receiver, subscribe, cli: Cli
+    patient: str, receiver: Receiver, subscribe, cli: Cli
 ) -> None:
     path = f"/fail/{unique('cancelled')}"
     subscription = subscribe(receiver.url(path))
-    [(one, _, _), (two, _, _)] = dispatched(cli, [a_lead(subscription.shop), a_lead(subscription.shop)])
+    one, two = dispatch_to(patient, [a_lead(subscription.shop), a_lead(subscription.shop)])
     until_statuses(one, "error")
     until_statuses(two, "error")
 
@@ -281,7 +294,7 @@ def test_held_deliveries_survive_a_key_rotation_resealed_or_left_held_never_lost
     subscription = subscribe(receiver.url(path))
     # parked by a worker of this test's own, stopped then: no worker serving its queue (and
     # holding the old key) sends it again meanwhile; only `webhooks enable` does
-    queue, parker = own_worker()
+    queue, parker = own_worker(WEBHOOK_RETRY_SCHEDULE="10s,20s")  # disabled before its retry
     [delivery_id] = dispatch_to(queue, [a_lead(subscription.shop)])
     until_statuses(delivery_id, "error")
     assert cli("disable", subscription.name).exit_code == 0

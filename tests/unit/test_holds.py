@@ -28,11 +28,11 @@ def test_a_delivery_held_for_an_hour_keeps_every_retry_it_had_left(published: li
     first_failure, held_since = now - timedelta(hours=3), now - timedelta(hours=1)
     held = a_message(retry=2, first_failure_at=first_failure, due_at=held_since, held_since=held_since)
 
-    assert holds.send_again(held.sealed(), held_at=held_since + timedelta(seconds=1))
+    assert holds.send_again(held.sealed(), held_at=held_since + timedelta(seconds=1), queue="leads-eu")
 
     [options] = published
     again = DeliveryMessage.read(options["kwargs"]["delivery"])
-    assert options["task_id"] == held.delivery_id
+    assert options["task_id"] == held.delivery_id and options["queue"] == "leads-eu"  # the queue it came from
     assert again.due_at is None and again.held_since is None and again.retry == 2
     assert again.first_failure_at is not None
     moved = again.first_failure_at - first_failure
@@ -45,6 +45,7 @@ def test_a_parked_delivery_that_never_failed_is_sent_again_due_now(published: li
     assert holds.send_again(held.sealed(), held_at=utcnow())
     again = DeliveryMessage.read(published[0]["kwargs"]["delivery"])
     assert again.first_failure_at is None and again.due_at is None and again.retry == 0
+    assert published[0]["queue"] is None  # parked before its queue was recorded: this process's own
 
 
 def test_a_parked_message_that_cannot_be_read_stays_parked(published: list[dict[str, Any]]) -> None:
