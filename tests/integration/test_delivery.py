@@ -150,7 +150,7 @@ def test_a_redirect_is_not_followed_and_is_recorded_as_a_failure(
 
 
 def test_a_timeout_is_recorded_as_a_failure(worker: Worker, receiver: Receiver, subscribe, cli: Cli) -> None:
-    path = f"/slow/3/{unique('slow')}"  # the tests' WEBHOOK_TIMEOUT is 1 s
+    path = f"/slow/10/{unique('slow')}"  # the tests' WEBHOOK_TIMEOUT is 1 s
     subscription = subscribe(receiver.url(path))
     [(delivery_id, _, _)] = dispatched(cli, a_lead(subscription.shop))
 
@@ -158,7 +158,7 @@ def test_a_timeout_is_recorded_as_a_failure(worker: Worker, receiver: Receiver, 
     assert first["status"] == "error"
     assert first["http_status"] is None
     assert first["error"].startswith("timeout")
-    assert 900 <= first["duration_ms"] < 2900
+    assert 900 <= first["duration_ms"] < 5000  # cut at about 1 s, not the 10 s answer
 
 
 def test_the_audit_row_keeps_what_was_sent_and_what_came_back(

@@ -213,7 +213,7 @@ def test_an_inspect_ends_about_its_timeout_after_the_last_reply_not_a_long_poll_
     elapsed = time.monotonic() - started
     assert done.returncode == 0, done.stdout + done.stderr
     assert events_worker.name in done.stdout
-    assert elapsed < 10, f"inspect took {elapsed:.1f} s: the 20 s long poll was not cut to the timeout"
+    assert elapsed < 15, f"inspect took {elapsed:.1f} s: the 20 s long poll was not cut to the timeout"
 
 
 def test_a_stopped_flower_deletes_its_queues_and_sns_subscriptions(

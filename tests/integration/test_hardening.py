@@ -108,7 +108,7 @@ def test_a_server_that_drips_its_answer_cannot_hold_a_worker_past_the_timeout(
 
     assert not response.ok
     assert response.error is not None and response.error.startswith("timeout after 1 s")
-    assert response.duration_ms < 2500  # 1 s allowed; a drip of 40 bytes would take 8 s
+    assert response.duration_ms < 6000  # 1 s allowed (and a loaded machine's slack); a drip of 40 bytes takes 8 s
 
 
 @pytest.fixture
@@ -135,7 +135,7 @@ def test_a_chunked_answer_that_never_ends_cannot_hold_a_worker_past_the_timeout(
     [response] = responses
     assert not response.ok
     assert response.error is not None and response.error.startswith("timeout after 3 s"), response.error
-    assert response.duration_ms < 4500  # 3 s allowed
+    assert response.duration_ms < 7000  # 3 s allowed (and a loaded machine's slack); unbounded, hours
     wait_for(lambda: hostile.hung_up(path) == 1, 10, "the subscriber to see its connection closed")
 
 

@@ -75,7 +75,7 @@ def test_a_subscriber_whose_chunked_answer_never_ends_holds_no_worker_thread(
         first = wait_for(lambda: attempts(delivery_id), 30, f"the attempt to {path} to be recorded")[0]  # noqa: B023
         assert first["status"] == "error"
         assert first["error"].startswith(f"timeout after {TIMEOUT} s"), first["error"]
-        assert first["duration_ms"] < (TIMEOUT + 1.5) * 1000
+        assert first["duration_ms"] < (TIMEOUT + 4) * 1000  # (a loaded machine's slack)
         wait_for(lambda: hostile.hung_up(path), 10, f"the worker to close its connection to {path}")  # noqa: B023
     wait_for(lambda: all(hostile.requests(path) >= 2 for path in hostile_paths), 30, "the hostile retries")
     assert all(len(receiver.to(path)) == 1 for path in healthy_paths)

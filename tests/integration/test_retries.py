@@ -73,7 +73,7 @@ def test_a_delivery_that_fails_once_succeeds_on_its_first_retry(worker: Worker, 
 
 def test_a_message_that_arrives_before_its_due_time_is_put_back_not_sent(worker: Worker, receiver: Receiver) -> None:
     path = f"/ok/{unique('early')}"
-    due = clock.now() + timedelta(seconds=4)
+    due = clock.now() + timedelta(seconds=10)  # ahead of its first arrival however slow the pickup
     sent = message(receiver.url(path), retry=1, due_at=due.isoformat())
     deliver_webhook.delay(sent)
 
@@ -163,7 +163,7 @@ def dedicated_worker(logs: Path, name: str, **env: str) -> tuple[str, Worker]:
 def test_a_worker_killed_during_a_slow_post_completes_the_delivery_in_a_new_worker(
     database: str, moto: object, receiver: Receiver, logs: Path
 ) -> None:
-    path = f"/slow/3/{unique('killed')}"
+    path = f"/slow/5/{unique('killed')}"  # killed within 5 s of its start, under the 8 s visibility timeout
     env = {"WEBHOOK_TIMEOUT": "10"}
     queue, first = dedicated_worker(logs, "crash", **env)
     sent = message(receiver.url(path))
