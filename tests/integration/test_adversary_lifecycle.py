@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import base64
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,11 @@ OLD_KEY = bytes(range(100, 132))  # the key before the rotation; tests/conftest.
 
 
 def test_held_deliveries_are_sent_on_enable_after_a_key_rotation_done_as_documented(
-    worker: Worker, receiver: Receiver, subscribe, cli: Cli, monkeypatch: pytest.MonkeyPatch
+    own_worker: Callable[..., tuple[str, Worker]],
+    receiver: Receiver,
+    subscribe,
+    cli: Cli,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     path = f"/ok/{unique('held-across-rotation')}"
     subscription = subscribe(receiver.url(path))
@@ -40,8 +44,9 @@ def test_held_deliveries_are_sent_on_enable_after_a_key_rotation_done_as_documen
     row = deliveries.New(
         content["delivery_id"], content["delivery_id"], content["lead"]["id"], subscription.id, subscription.name
     )
-    # (parked from a queue no worker serves: only `webhooks enable` sends it again)
-    assert deliveries.park(parked, row, "held: its subscriber is disabled (webhooks disable)", "unserved").parked
+    # (parked from a queue no worker serves yet: only `webhooks enable` sends it again)
+    queue = unique("rotated-held")
+    assert deliveries.park(parked, row, "held: its subscriber is disabled (webhooks disable)", queue).parked
 
     # the rotation: NEW,OLD everywhere, reencrypt-secrets, then OLD dropped
     monkeypatch.setattr(settings, "ENCRYPTION_KEYS", (settings.ENCRYPTION_KEYS[0], OLD_KEY))
@@ -52,6 +57,8 @@ def test_held_deliveries_are_sent_on_enable_after_a_key_rotation_done_as_documen
     still_held = {held.delivery_id for held in deliveries.held(subscription.id)}
     assert enabled.exit_code == 0 or content["delivery_id"] in still_held, f"lost: {enabled.output}"
     assert enabled.exit_code == 0, enabled.output
+    assert "1 held deliveries sent again" in enabled.output and deliveries.held(subscription.id) == []
+    own_worker(SQS_QUEUE=queue)  # a worker of the queue it was taken from, where enable sent it
     [post] = wait_for(lambda: receiver.to(path), 30, "the held delivery")
     assert post.headers["webhook-id"] == content["delivery_id"]
 
