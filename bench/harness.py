@@ -181,6 +181,9 @@ class Harness:
         self.results: dict[str, float] = {}
         self.rows: list[tuple[str, str, str]] = []
         self.drains: dict[str, list[Drain]] = {}
+        self.drained_ids: dict[str, set[str]] = {}  # kind of drain -> the ids of its messages
+        self.cache: Any = None  # bench.cache.Price, once priced
+        self.held_over_limit = 0  # held records of the delivery drains (features on)
         self.raw: list[dict[str, float]] = []
         self.healthy_shop = ""
         self.tenth_shops: dict[str, str] = {}

@@ -142,6 +142,7 @@ KEYS = (
     "noop_task_cpu_ms",
     "delivery_cpu_ms",
     "delivery_cpu_ms_features_off",
+    "subscriber_cache_cpu_ms",
     "noop_tasks_per_s",
     "deliveries_per_s",
     "healthy_rate_ratio_with_hanging",
@@ -259,10 +260,15 @@ def targets(line: Mapping[str, Any]) -> list[Target]:
             f"{line['deliveries_per_s']:.1f}/s >= 0.9 x noop = {rate:.1f}/s",
         ),
         Target(
-            "cost of the subscriber cache and checks",
+            "cost of the subscriber cache and checks, two drains",
             line["delivery_cpu_ms"] <= line["delivery_cpu_ms_features_off"] + 0.1,
             f"{line['delivery_cpu_ms']:.2f} ms <= features off + 0.1 = "
-            f"{line['delivery_cpu_ms_features_off'] + 0.1:.2f} ms",
+            f"{line['delivery_cpu_ms_features_off'] + 0.1:.2f} ms (within the drains' noise: see the table)",
+        ),
+        Target(
+            "cost of the subscriber cache and checks, priced",
+            line["subscriber_cache_cpu_ms"] <= 0.1,
+            f"{line['subscriber_cache_cpu_ms']:.3f} ms <= 0.1 (bench.cache: a load's share and the checks)",
         ),
         Target(
             "hanging subscribers",

@@ -64,8 +64,10 @@ def summarize_rounds(bench: Harness) -> None:
             "features on - off, per round",
             spread(measure.paired([d.cpu_ms for d in deliveries], [d.cpu_ms for d in off]), " ms"),
             "the cost of the cache's reloads (every 5 s), the circuit and in-flight checks; "
-            "the two drains side by side",
+            f"the two drains side by side; deliveries of the drains (on) held over the in-flight limit: "
+            f"{bench.held_over_limit}",
         ),
+        *cache_rows(bench),
         ("no-op drain rate", spread([d.per_second for d in noop], "/s", 1), f"{loaded}; {each}"),
         ("delivery drain rate", spread([d.per_second for d in deliveries], "/s", 1), f"{loaded}; {each}"),
         ("same, features off", spread([d.per_second for d in off], "/s", 1), f"{loaded}; {each}"),
@@ -129,6 +131,23 @@ def summarize_rounds(bench: Harness) -> None:
         for kind in PARTS:
             cpu = statistics.median(d.cpu_ms for d in bench.drains[kind])
             bench.rows.append((f"part `{kind}` CPU", f"{cpu:.2f} ms", f"no-op + {cpu - base:.2f} ms; bench.parts"))
+
+
+def cache_rows(bench: Harness) -> list[tuple[str, str, str]]:
+    """The cost of the cache priced in one process (bench.cache), when it was."""
+    price = bench.cache
+    if price is None:
+        return []
+    share = price.load_ms / (price.rate * price.bound)
+    return [
+        (
+            "the cache's cost, priced",
+            f"{price.per_delivery_ms:.3f} ms",
+            f"a delivery's checks {price.checks_ms * 1000:.1f} us + a load's share {share * 1000:.1f} us "
+            f"(a load {price.load_ms:.2f} ms every {price.bound:g} s at {price.rate:.1f} deliveries/s); "
+            "bench.cache, in the bench's process, thread CPU",
+        )
+    ]
 
 
 def summarize_isolation(bench: Isolation) -> None:

@@ -19,7 +19,10 @@ Every number comes from the same run:
    ``--warm-up`` tasks done (64: its threads and connections are open) until 64 are left (the
    tasks under way at both ends balance); rates over the same window. A delivery is done when
    its attempt is recorded (a held one is not). The medians are kept (the machine is
-   shared: a round can be slowed down);
+   shared: a round can be slowed down). The two drains, features on and off, differ by
+   ±0.5 ms a delivery from one round to the next: the cost of the cache is also priced in
+   this process (bench.cache: a load's CPU spread over the deliveries made meanwhile at the
+   drains' rate, and a delivery's lookups and checks);
 2. hanging, in each round too: N deliveries to 9 subscribers and N/9 more to a 10th, drained:
    the 10th answering at once; then answering after 15 s (WEBHOOK_TIMEOUT is 10 s), a new one
    each round, twice: while its circuit trips (until it is open), then, on a new worker and a
@@ -107,6 +110,7 @@ def main() -> None:
         steps: list[tuple[str, Callable[[], None]]] = [
             (f"round {number + 1}", functools.partial(bench.round, number)) for number in range(options.rounds)
         ]
+        steps.append(("the cache priced", bench.cache_price))
         steps.append(("rounds summed up", functools.partial(report.summarize_rounds, bench)))
         if not options.quick:
             steps += [
