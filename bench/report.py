@@ -138,13 +138,13 @@ def cache_rows(bench: Harness) -> list[tuple[str, str, str]]:
     price = bench.cache
     if price is None:
         return []
-    share = price.load_ms / (price.rate * price.bound)
     return [
         (
             "the cache's cost, priced",
             f"{price.per_delivery_ms:.3f} ms",
-            f"a delivery's checks {price.checks_ms * 1000:.1f} us + a load's share {share * 1000:.1f} us "
-            f"(a load {price.load_ms:.2f} ms every {price.bound:g} s at {price.rate:.1f} deliveries/s); "
+            f"a delivery's checks {price.checks_ms * 1000:.1f} us + its share of a load and a look for parked "
+            f"deliveries {price.share_ms * 1000:.1f} us ({price.load_ms:.2f} + {price.look_ms:.2f} ms every "
+            f"{price.bound:g} s at {price.rate:.1f} deliveries/s); "
             "bench.cache, in the bench's process, thread CPU",
         )
     ]

@@ -205,7 +205,7 @@ def test_the_targets_are_checked_against_the_summary() -> None:
 def test_a_load_of_the_cache_is_shared_by_the_deliveries_made_until_the_next_one() -> None:
     from bench.cache import Price
 
-    # a 5 ms load every 5 s at 40 deliveries/s: 200 deliveries share it, 0.025 ms each
-    price = Price(load_ms=5.0, checks_ms=0.002, rate=40.0, bound=5.0)
+    # a 4 ms load and a 1 ms look every 5 s at 40 deliveries/s: 200 deliveries share them, 0.025 ms each
+    price = Price(load_ms=4.0, look_ms=1.0, checks_ms=0.002, rate=40.0, bound=5.0)
     assert price.per_delivery_ms == pytest.approx(0.027)
-    assert Price(load_ms=5.0, checks_ms=0.002, rate=4.0, bound=5.0).per_delivery_ms == pytest.approx(0.252)
+    assert Price(load_ms=4.0, look_ms=1.0, checks_ms=0.002, rate=4.0, bound=5.0).per_delivery_ms == pytest.approx(0.252)
