@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import measure
+from bench.cache import Price
 
 RUN = uuid.uuid4().hex[:8]
 DB = f"webhooks_bench_{RUN}"
@@ -181,9 +182,8 @@ class Harness:
         self.results: dict[str, float] = {}
         self.rows: list[tuple[str, str, str]] = []
         self.drains: dict[str, list[Drain]] = {}
-        self.drained_ids: dict[str, set[str]] = {}  # kind of drain -> the ids of its messages
-        self.cache: Any = None  # bench.cache.Price, once priced
-        self.held_over_limit = 0  # held records of the delivery drains (features on)
+        self.cache: Price | None = None  # once priced
+        self.held_over_limit = 0  # held records of the delivery drains (features on): the in-flight limit reached
         self.raw: list[dict[str, float]] = []
         self.healthy_shop = ""
         self.tenth_shops: dict[str, str] = {}
